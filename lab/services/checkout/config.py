@@ -1,0 +1,218 @@
+"""Typed, frozen configuration for the checkout service, parsed from the environment.
+
+Every mitigation the lab proves is a switch here, so one codebase serves every variant and
+the diff between baseline and a mitigation is a few environment variables. All values are
+validated before the port is bound: a bad value is a `ConfigError` whose `str()` is the one
+`STARTUP_FAILURE: <VAR>: expected <what>, got '<value>'` line the CLI prints before exiting 2.
+
+New keys (a payment API key, breaker settings, cache TTLs) go into `CheckoutConfig` and
+`CheckoutConfig.from_env`, reusing the `EnvReader` helpers so the rules stay in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+INT32_MAX = 2**31 - 1
+
+
+class ConfigError(ValueError):
+    """A configuration value the service refuses to start with."""
+
+    def __init__(self, var: str, expected: str, got: str | None) -> None:
+        self.var = var
+        self.expected = expected
+        self.got = got
+        shown = "" if got is None else got
+        suffix = " (unset)" if got is None else ""
+        super().__init__(f"STARTUP_FAILURE: {var}: expected {expected}, got '{shown}'{suffix}")
+
+
+class EnvReader:
+    """Typed getters over an environment mapping; each raises `ConfigError` naming the key.
+
+    Empty strings count as unset so `FOO=` in a compose file means "use the default".
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def is_set(self, name: str) -> bool:
+        return self.raw(name) is not None
+
+    def string(self, name: str, default: str | None = None, *, what: str = "a string") -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(name, f"{what} (required)", None)
+            return default
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        minimum: int = 0,
+        maximum: int = INT32_MAX,
+    ) -> int:
+        expected = f"an integer in {minimum}..{maximum}"
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(name, f"{expected} (required)", None)
+            return default
+        try:
+            parsed = int(value, 10)
+        except ValueError:
+            raise ConfigError(name, expected, value) from None
+        if not minimum <= parsed <= maximum:
+            raise ConfigError(name, expected, value)
+        return parsed
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        expected = f"a number in {minimum:g}..{maximum:g}"
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise ConfigError(name, expected, value) from None
+        if math.isnan(parsed) or not minimum <= parsed <= maximum:
+            raise ConfigError(name, expected, value)
+        return parsed
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in TRUE_WORDS:
+            return True
+        if lowered in FALSE_WORDS:
+            return False
+        raise ConfigError(name, "one of true/false/1/0/yes/no", value)
+
+    def postgres_dsn(self, name: str) -> str:
+        value = self.string(name, what="a postgresql:// URL")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises ValueError on a non-numeric port
+        except ValueError:
+            raise ConfigError(name, "a postgresql:// URL", redact_dsn(value)) from None
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ConfigError(name, "a postgresql:// URL", redact_dsn(value))
+        return value
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe for logs and error lines."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    host = netloc[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutConfig:
+    """Everything the checkout service reads from its environment, already validated."""
+
+    host: str
+    port: int
+    instance: str
+    database_url: str
+    db_pool_min: int
+    db_pool_max: int
+    #: 0 = wait forever for a pool connection (the incident's setting).
+    db_acquire_timeout_ms: int
+    #: 0 = no server-side statement timeout (the incident's setting).
+    db_statement_timeout_ms: int
+    #: Answer known dependency failures with 503 + Retry-After instead of a 500.
+    db_errors_as_503: bool
+    retry_after_s: int
+    #: 0 = readiness ignores pool use; otherwise /health is 503 above this fraction.
+    readiness_max_pool_use: float
+    session_ttl_ms: int
+    #: How long a SIGTERM waits for in-flight requests before cancelling them.
+    shutdown_timeout_s: float
+
+    @property
+    def acquire_timeout_s(self) -> float | None:
+        return self.db_acquire_timeout_ms / 1000 if self.db_acquire_timeout_ms > 0 else None
+
+    @property
+    def session_ttl_s(self) -> float:
+        return self.session_ttl_ms / 1000
+
+    @property
+    def server_settings(self) -> dict[str, str]:
+        """Postgres session settings for every pool connection (values must be str)."""
+        if self.db_statement_timeout_ms > 0:
+            return {"statement_timeout": f"{self.db_statement_timeout_ms}ms"}
+        return {}
+
+    def public(self) -> dict[str, Any]:
+        """The config as logged at start-up: no secrets (the DSN password is masked)."""
+        return {
+            "CHECKOUT_HOST": self.host,
+            "CHECKOUT_PORT": self.port,
+            "CHECKOUT_INSTANCE": self.instance,
+            "DATABASE_URL": redact_dsn(self.database_url),
+            "DB_POOL_MIN": self.db_pool_min,
+            "DB_POOL_MAX": self.db_pool_max,
+            "DB_ACQUIRE_TIMEOUT_MS": self.db_acquire_timeout_ms,
+            "DB_STATEMENT_TIMEOUT_MS": self.db_statement_timeout_ms,
+            "DB_ERRORS_AS_503": self.db_errors_as_503,
+            "RETRY_AFTER_S": self.retry_after_s,
+            "READINESS_MAX_POOL_USE": self.readiness_max_pool_use,
+            "SESSION_TTL_MS": self.session_ttl_ms,
+            "SHUTDOWN_TIMEOUT_S": self.shutdown_timeout_s,
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CheckoutConfig:
+        """Parse and validate; raises `ConfigError` on the first bad key, in the order below."""
+        r = EnvReader(env)
+        host = r.string("CHECKOUT_HOST", "127.0.0.1")
+        port = r.integer("CHECKOUT_PORT", minimum=1, maximum=65535)
+        instance = r.string("CHECKOUT_INSTANCE", "checkout-1")
+        database_url = r.postgres_dsn("DATABASE_URL")
+        pool_max = r.integer("DB_POOL_MAX", 10, minimum=1, maximum=1000)
+        # The default minimum follows a small maximum so DB_POOL_MAX=1 alone is valid.
+        pool_min = r.integer("DB_POOL_MIN", min(2, pool_max), minimum=0, maximum=pool_max)
+        return cls(
+            host=host,
+            port=port,
+            instance=instance,
+            database_url=database_url,
+            db_pool_min=pool_min,
+            db_pool_max=pool_max,
+            db_acquire_timeout_ms=r.integer("DB_ACQUIRE_TIMEOUT_MS", 0),
+            db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 0),
+            db_errors_as_503=r.boolean("DB_ERRORS_AS_503", False),
+            retry_after_s=r.integer("RETRY_AFTER_S", 1, minimum=0, maximum=86400),
+            readiness_max_pool_use=r.number(
+                "READINESS_MAX_POOL_USE", 0.0, minimum=0.0, maximum=1.0
+            ),
+            session_ttl_ms=r.integer("SESSION_TTL_MS", 1500, minimum=1),
+            shutdown_timeout_s=r.number("SHUTDOWN_TIMEOUT_S", 5.0, minimum=0.0, maximum=3600.0),
+        )

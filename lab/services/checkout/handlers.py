@@ -1,0 +1,151 @@
+"""HTTP handlers: checkout, readiness, liveness and metrics, plus the app-state keys they use.
+
+The checkout is written the way the incident's code was: one pooled connection held for
+the whole request, the cart lookup by `cart_id` (a sequential scan once the index is
+gone), and the session read *after* the database work, without a None check.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import CheckoutConfig
+from .db import Database, fetch_cart_items, fetch_stock, insert_order
+from .metrics import ServiceMetrics
+from .problems import DependencyUnavailable, problem_response
+from .sessions import SESSION_ID, SessionStore
+
+INT8_MAX = 2**63 - 1  # ids are bigint columns: anything larger would be a driver error
+
+CONFIG = web.AppKey("config", CheckoutConfig)
+DB = web.AppKey("db", Database)
+SESSIONS = web.AppKey("sessions", SessionStore)
+METRICS = web.AppKey("metrics", ServiceMetrics)
+
+
+class CheckoutRequest(BaseModel):
+    """Body of `POST /api/checkout/complete`; strict so `"7"` or `true` is not an id."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    cart_id: int = Field(ge=1, le=INT8_MAX)
+    user_id: int = Field(ge=1, le=INT8_MAX)
+    payment_token: str = Field(min_length=1, max_length=256)
+
+
+def _bad_request(errors: list[dict[str, str]]) -> web.Response:
+    return problem_response(
+        400,
+        title="Invalid request body",
+        detail="; ".join(f"{e['field']}: {e['message']}" for e in errors),
+        errors=errors,
+    )
+
+
+async def _parse_checkout(request: web.Request) -> CheckoutRequest | web.Response:
+    """The validated body, or a 400 problem listing every field error."""
+    try:
+        payload = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _bad_request([{"field": "(body)", "message": f"invalid JSON: {exc}"}])
+    try:
+        return CheckoutRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+                "message": err["msg"],
+            }
+            for err in exc.errors(include_url=False)
+        ]
+        return _bad_request(errors)
+
+
+async def complete_checkout(request: web.Request) -> web.Response:
+    """Turn a cart into a confirmed order."""
+    parsed = await _parse_checkout(request)
+    if isinstance(parsed, web.Response):
+        return parsed
+    db = request.app[DB]
+    sessions = request.app[SESSIONS]
+
+    async with db.connection() as conn:
+        items = await fetch_cart_items(conn, parsed.cart_id)
+        if not items:
+            raise web.HTTPNotFound(text=f"Cart {parsed.cart_id} does not exist or is empty.")
+        stock = await fetch_stock(conn, [item.sku for item in items])
+        short = sorted({i.sku for i in items if stock.get(i.sku, 0) < i.qty})
+        if short:
+            return problem_response(
+                409, detail=f"Not enough stock for {', '.join(short)}.", skus=short
+            )
+        total_cents = sum(item.qty * item.unit_price_cents for item in items)
+
+        # The order belongs to the session's user. This is the incident's code, kept as
+        # it was on purpose: its author assumed the session outlives the request (the
+        # middleware touched it on arrival) and silenced mypy. A request that waited for
+        # a connection longer than the session TTL finds it expired, `get` returns None
+        # and the next line raises AttributeError — the symptom in the stack trace, while
+        # the pool metrics show the cause. The lab reproduces it; do not "fix" it here.
+        session = sessions.get(request.get(SESSION_ID, ""))
+        user_id = session.user_id  # type: ignore[union-attr]  # middleware created it
+
+        order_id = await insert_order(
+            conn, cart_id=parsed.cart_id, user_id=user_id, total_cents=total_cents
+        )
+    return web.json_response(
+        {"order_id": order_id, "status": "CONFIRMED", "total_cents": total_cents}, status=201
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    """Readiness: config, Postgres reachable (outside the pool), and pool pressure."""
+    config = request.app[CONFIG]
+    db = request.app[DB]
+    ready = True
+    checks: dict[str, Any] = {"config": {"status": "pass"}}
+
+    try:
+        latency_s = await db.probe()
+        checks["postgres"] = {"status": "pass", "latency_ms": round(latency_s * 1000, 2)}
+    except DependencyUnavailable as exc:
+        ready = False
+        checks["postgres"] = {"status": "fail", "reason": exc.reason, "detail": exc.detail}
+
+    pool = db.snapshot()
+    threshold = config.readiness_max_pool_use
+    saturated = threshold > 0 and (pool.use > threshold or pool.waiting > 0)
+    ready = ready and not saturated
+    checks["pool"] = {
+        "status": "fail" if saturated else "pass",
+        "size": pool.size,
+        "max": pool.max,
+        "in_use": pool.in_use,
+        "waiting": pool.waiting,
+        "use": round(pool.use, 3),
+        "threshold": threshold if threshold > 0 else None,
+    }
+
+    body = {
+        "status": "ready" if ready else "unavailable",
+        "instance": config.instance,
+        "checks": checks,
+    }
+    if ready:
+        return web.json_response(body)
+    return web.json_response(body, status=503, headers={"Retry-After": str(config.retry_after_s)})
+
+
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers. Never touches the database."""
+    return web.json_response({"status": "alive", "instance": request.app[CONFIG].instance})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this app's registry."""
+    body, content_type = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
