@@ -1,0 +1,57 @@
+"""What a backend provides, whatever runs the stack (local processes or containers).
+
+The runner only sees these types, so a scenario runs unchanged on any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StackRequest:
+    """Everything a backend needs to bring one variant's stack up."""
+
+    run_id: str
+    instances: int
+    checkout_env: dict[str, str]
+    seed_carts: int
+    seed_items_per_cart: int
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    name: str
+    base_url: str
+
+
+@dataclass
+class Stack:
+    """A running stack: where to send load, where the database is, what to sample."""
+
+    backend: str
+    run_id: str
+    entry_url: str
+    db_dsn: str
+    instances: Sequence[ServiceInstance]
+    work_dir: str
+    started_in_s: float = 0.0
+
+
+class StackHandle(Protocol):
+    """The live side of a stack: the backend fills in logs when asked."""
+
+    stack: Stack
+
+    def service_stderr(self) -> list[str]:
+        """Every stderr line the checkout instances wrote so far."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def up(self, request: StackRequest) -> AbstractAsyncContextManager[StackHandle]:
+        """Start the stack; on exit tear all of it down, whatever happened inside."""

@@ -1,0 +1,232 @@
+"""The `lab` command: the one place that prints and picks exit codes.
+
+Exit codes: 0 every expectation held · 1 an expectation failed · 2 bad input (scenario
+file, variant name, arguments) · 3 the stack, load or fault machinery could not run ·
+130/143 interrupted by Ctrl-C/SIGTERM (after cleanup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lab.backends.base import Backend
+from lab.backends.local import LocalBackend
+from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
+from lab.report.table import render_table
+from lab.results import RunResults
+from lab.runner import Progress, run_variant
+from lab.runs import find_leftovers, remove_leftover, runs_root
+from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
+
+T = TypeVar("T")
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK = 0, 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr)
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM treated like Ctrl-C: cancel, clean up, then raise."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        got: list[str] = []
+
+        def on_term() -> None:
+            got.append("SIGTERM")
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if got:
+                raise Interrupted("SIGTERM") from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT (Ctrl-C)") from None
+
+
+class _ProgressPrinter:
+    """One rewriting line on a terminal; a line per phase change otherwise; nothing if quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last_phase = ""
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        mix = " ".join(f"{k} {v}" for k, v in sorted(p.last_second.items())) or "-"
+        head = f"[{p.index}/{p.count}] {p.scenario}/{p.variant}"
+        if p.phase in ("before", "fault", "after"):
+            line = (f"{head}  {p.phase:<6} t={p.elapsed_s:4.0f}s  {p.remaining_s:3.0f}s left  "
+                    f"last second: {mix}  (requests: {p.total_requests})")
+        else:
+            line = f"{head}  {p.phase}"
+        if self.tty:
+            print(f"\r\x1b[2K{line}", end="" if p.phase != "stopping" else "\n",
+                  file=sys.stderr, flush=True)
+        elif p.phase != self.last_phase:
+            print(line, file=sys.stderr, flush=True)
+        self.last_phase = p.phase
+
+
+def _backend(name: str) -> Backend:
+    if name == "local":
+        return LocalBackend()
+    raise ScenarioError("--backend", [f"expected 'local', got {name!r}"])
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    problems = 0
+    for path in scenario_paths():
+        try:
+            s = load_scenario_file(path)
+        except ScenarioError as exc:
+            print(f"{path.stem:<20} (invalid: {exc.problems[0]})")
+            problems += 1
+            continue
+        print(f"{s.name:<20} {s.title}")
+        print(f"{'':<20} variants: {', '.join(s.variants)}")
+    return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
+    paths = [find_scenario(n) for n in args.scenarios] or scenario_paths()
+    if not paths:
+        raise ScenarioError("scenarios/", ["no scenario files found"])
+    plan = []
+    for path in paths:
+        scenario = load_scenario_file(path)
+        variants = args.variant or list(scenario.variants)
+        unknown = [v for v in variants if v not in scenario.variants]
+        if unknown:
+            raise ScenarioError(str(path), [
+                f"variants: no variant named {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(scenario.variants)})"
+            ])
+        plan.append((scenario, variants))
+    return plan
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = _plan(args)  # every file validated before anything starts
+    backend = _backend(args.backend)
+    progress = _ProgressPrinter(args.quiet)
+    results = RunResults()
+    total = sum(len(v) for _, v in plan)
+    for scenario, variants in plan:
+        for name in variants:
+            index = len(results.variants) + 1
+            result = _run_async(
+                run_variant(scenario, name, backend, progress, index=index, count=total)
+            )
+            results.variants.append(result)
+            if args.json:
+                _write_json(Path(args.json), results)  # after each variant: nothing lost
+    print(render_table(results))
+    if args.json:
+        print(f"results written to {args.json}")
+    return EXIT_OK if results.passed else EXIT_FAILED
+
+
+def _write_json(path: Path, results: RunResults) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results.to_json(), indent=2))
+    tmp.replace(path)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    leftovers = find_leftovers(include_active=args.all)
+    if not leftovers:
+        print(f"nothing to clean up (looked for lab processes and {runs_root()}/cl-*)")
+        return EXIT_OK
+    for lo in leftovers:
+        remove_leftover(lo)
+        where = f", removed {lo.directory}" if lo.directory else ""
+        print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lab.bench import run_bench
+
+    scenario = load_scenario_file(find_scenario(args.scenario))
+
+    def progress(msg: str) -> None:
+        print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+    report = _run_async(run_bench(scenario, progress))
+    width = max(len(k) for k in report.figures)
+    print("chaoslab bench (one run; compare ratios, not absolute times)")
+    for key, value in report.figures.items():
+        print(f"  {key:<{width}}  {value:g}")
+    for key, note in report.notes.items():
+        print(f"  {key}: {note}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab", description="Reproduce the incidents behind HTTP 500s and prove the fixes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="the scenarios, with a one-line title each")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("run", help="run scenarios (all when none is named), every variant")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="name in scenarios/ or path")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help="run only this variant (repeatable)")
+    p.add_argument("--json", metavar="PATH", help="write the results (schema: docs/results.md)")
+    p.add_argument("--backend", default="local", help="where the stack runs (default: local)")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("cleanup", help="remove what a killed run left (processes, data dirs)")
+    p.add_argument("--all", action="store_true",
+                   help="also stop runs whose owner is still alive")
+    p.set_defaults(func=cmd_cleanup)
+    p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
+    p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ScenarioError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except (BackendError, LoadError, FaultError) as exc:
+        _err(f"the stack could not run: {exc}")
+        return EXIT_STACK
+    except Interrupted as exc:
+        _err(str(exc))
+        return 143 if exc.signal_name == "SIGTERM" else 130
+    except LabError as exc:
+        _err(str(exc))
+        return EXIT_STACK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

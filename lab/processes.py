@@ -1,0 +1,155 @@
+"""Child processes the lab starts, and how it makes sure they all end.
+
+Every child gets the run id in its environment (CHAOSLAB_RUN_ID), its own session (so
+a terminal's Ctrl-C reaches the lab first, which then stops children in order), and a
+parent-death signal (so even a `kill -9` of the lab does not orphan it). `lab cleanup`
+finds leftovers by the run id in /proc/<pid>/environ, never by name alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+RUN_ID_ENV = "CHAOSLAB_RUN_ID"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGTERM us if the lab dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class ManagedProcess:
+    """A child process with its output in files and a stop that always finishes."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        run_id: str,
+        log_dir: Path,
+        user: str | None = None,
+        cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.stop_signal = stop_signal
+        self.stdout_path = log_dir / f"{name}.out"
+        self.stderr_path = log_dir / f"{name}.err"
+        full_env = {**env, RUN_ID_ENV: run_id}
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            try:
+                self.popen = subprocess.Popen(
+                    self.argv,
+                    env=full_env,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    cwd=cwd,
+                    user=user,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise OSError(f"cannot start {name} ({self.argv[0]}): {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Signal, wait, then SIGKILL the whole process group. Safe to call twice."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, self.stop_signal)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Reap anything left in the group (e.g. forked workers) even after the leader exited.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        return self.popen.returncode
+
+
+def pids_with_run_id(run_id: str | None = None) -> Iterator[tuple[int, str]]:
+    """(pid, run id) of live processes carrying a lab run id in their environment."""
+    marker = f"{RUN_ID_ENV}=".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(marker):
+                found = var[len(marker):].decode(errors="replace")
+                if run_id is None or found == run_id:
+                    yield int(entry.name), found
+                break
+
+
+def kill_pids(pids: Sequence[int], grace: float = 3.0) -> None:
+    """SIGTERM, wait up to `grace`, then SIGKILL whatever is still there."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:20]
+    except (OSError, IndexError):
+        return False
+
+
+def python_env(extra: dict[str, str]) -> dict[str, str]:
+    """Environment for a Python child: the lab importable, nothing of the caller's config
+    leaking into the service (it must see exactly the scenario's variables)."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

@@ -1,0 +1,62 @@
+"""The terminal report: a table of variants × status mix during the fault, then each
+expectation's verdict with the measured figure. Returns text; the CLI prints it."""
+
+from __future__ import annotations
+
+from lab.results import RunResults, VariantResult, WindowSummary
+
+_COLUMNS = ("variant", "verdict", "2xx", "500", "503 (Retry-After)", "timeout", "other",
+            "p50 ms", "p99 ms")
+
+
+def _mix(w: WindowSummary) -> list[str]:
+    c = w.by_class
+    ok = c.get("2xx", 0) + c.get("fallback", 0)
+    s503 = c.get("503", 0)
+    ra = w.retry_after.get("503", 0)
+    other = w.total - ok - c.get("500", 0) - s503 - c.get("timeout", 0)
+    return [
+        str(ok), str(c.get("500", 0)), f"{s503} ({ra})" if s503 else "0",
+        str(c.get("timeout", 0)), str(other),
+        "-" if w.p50_ms is None else f"{w.p50_ms:.0f}",
+        "-" if w.p99_ms is None else f"{w.p99_ms:.0f}",
+    ]
+
+
+def _grid(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_table(results: RunResults) -> str:
+    out: list[str] = []
+    by_scenario: dict[str, list[VariantResult]] = {}
+    for v in results.variants:
+        by_scenario.setdefault(v.scenario, []).append(v)
+    for scenario, variants in by_scenario.items():
+        out.append(f"{scenario}: status mix during the fault window")
+        rows = [list(_COLUMNS)]
+        for v in variants:
+            rows.append([v.name, "PASS" if v.passed else "FAIL", *_mix(v.windows["fault"])])
+        out.append(_grid(rows))
+        out.append("")
+        for v in variants:
+            out.append(f"{v.name} — {'all expectations held' if v.passed else 'FAILED'}")
+            for e in v.expectations:
+                mark = "ok  " if e.passed else "FAIL"
+                out.append(f"  {mark} {e.text}: {e.measured}")
+            if v.signatures:
+                top = v.signatures[0]
+                out.append(f"  server log: {sum(s.count for s in v.signatures)} unhandled "
+                           f"exceptions; top: {top.exception} at {top.frame} ×{top.count}")
+            out.append("")
+    verdict = "every expectation held" if results.passed else "some expectations FAILED"
+    out.append(f"{len(results.variants)} variant(s) run: {verdict}.")
+    return "\n".join(out)

@@ -1,0 +1,239 @@
+"""From raw observations (request log, service samples, logs) to a variant's results.
+
+Everything is keyed on wall-clock time: a request belongs to the window in which it was
+*sent*. The JSON written by `lab run --json` is `RunResults.to_json()`; its schema is
+documented in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.load.classify import RESPONSE_CLASSES
+from lab.load.request_log import RequestRecord
+from lab.sampler import Sample
+from lab.scenario import window_offset
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Wall-clock bounds of a variant's load: before, fault and after."""
+
+    load_start: float
+    fault_start: float
+    fault_end: float
+    load_end: float
+
+    def range(self, window: str) -> tuple[float, float]:
+        base, offset = window_offset(window)
+        start, end = {
+            "before": (self.load_start, self.fault_start),
+            "fault": (self.fault_start, self.fault_end),
+            "after": (self.fault_end, self.load_end),
+        }[base]
+        return min(start + offset, end), end
+
+    def relative(self) -> dict[str, float]:
+        return {
+            "fault_start_s": round(self.fault_start - self.load_start, 3),
+            "fault_end_s": round(self.fault_end - self.load_start, 3),
+            "load_end_s": round(self.load_end - self.load_start, 3),
+        }
+
+
+def in_window(records: Iterable[RequestRecord], bounds: tuple[float, float]) -> list[RequestRecord]:
+    start, end = bounds
+    return [r for r in records if start <= r.start < end]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+@dataclass
+class WindowSummary:
+    total: int
+    by_status: dict[str, int]
+    by_class: dict[str, int]
+    retry_after: dict[str, int]  # status → how many of those responses carried Retry-After
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    start_s: float
+    end_s: float
+
+    @classmethod
+    def of(cls, records: Sequence[RequestRecord], start_s: float, end_s: float) -> WindowSummary:
+        latencies = [r.latency_ms for r in records]
+        classes = Counter(r.cls for r in records)
+        return cls(
+            total=len(records),
+            by_status=dict(sorted(Counter(r.status_key for r in records).items())),
+            by_class={c: classes[c] for c in RESPONSE_CLASSES if classes[c]},
+            retry_after=dict(
+                sorted(Counter(r.status_key for r in records if r.retry_after).items())
+            ),
+            p50_ms=_round(percentile(latencies, 50)),
+            p99_ms=_round(percentile(latencies, 99)),
+            max_ms=_round(max(latencies) if latencies else None),
+            start_s=round(start_s, 3),
+            end_s=round(end_s, 3),
+        )
+
+    def share(self, cls: str) -> float:
+        return self.by_class.get(cls, 0) / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def timeline(
+    records: Sequence[RequestRecord], samples: Sequence[Sample], windows: Windows
+) -> list[dict[str, Any]]:
+    """One entry per second of load: the status mix, latency, and what the service said."""
+    seconds = max(1, math.ceil(windows.load_end - windows.load_start))
+    buckets: list[list[RequestRecord]] = [[] for _ in range(seconds)]
+    for r in records:
+        i = int(r.start - windows.load_start)
+        if 0 <= i < seconds:
+            buckets[i].append(r)
+    by_second: dict[int, list[Sample]] = {}
+    for s in samples:
+        i = int(s.t - windows.load_start)
+        if 0 <= i < seconds:
+            by_second.setdefault(i, []).append(s)
+    out = []
+    for i, bucket in enumerate(buckets):
+        latencies = [r.latency_ms for r in bucket]
+        classes = Counter(r.cls for r in bucket)
+        t = windows.load_start + i
+        phase = (
+            "before" if t < windows.fault_start else "fault" if t < windows.fault_end else "after"
+        )
+        out.append({
+            "t": i,
+            "phase": phase,
+            "total": len(bucket),
+            "by_class": {c: classes[c] for c in RESPONSE_CLASSES if classes[c]},
+            "p50_ms": _round(percentile(latencies, 50)),
+            "p99_ms": _round(percentile(latencies, 99)),
+            "health": {s.instance: s.health for s in by_second.get(i, [])},
+            "metrics": {s.instance: s.metrics for s in by_second.get(i, [])},
+        })
+    return out
+
+
+@dataclass
+class Signature:
+    """Server-side 500s grouped the way an on-call reads them: exception and frame."""
+
+    exception: str
+    frame: str
+    count: int
+    example_error_id: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def failure_signatures(stderr_lines: Iterable[str]) -> list[Signature]:
+    groups: dict[tuple[str, str], Signature] = {}
+    for line in stderr_lines:
+        if '"unhandled_exception"' not in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        key = (str(doc.get("exception", "?")), str(doc.get("frame", "?")))
+        if key in groups:
+            groups[key].count += 1
+        else:
+            groups[key] = Signature(key[0], key[1], 1, str(doc.get("errorId", "")),
+                                    str(doc.get("message", ""))[:200])
+    return sorted(groups.values(), key=lambda s: -s.count)
+
+
+@dataclass
+class ExpectationResult:
+    text: str
+    passed: bool
+    measured: str
+    value: float | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class VariantResult:
+    scenario: str
+    name: str
+    description: str
+    backend: str
+    run_id: str
+    config: dict[str, str]
+    fault: dict[str, Any]
+    windows: dict[str, WindowSummary]
+    timeline: list[dict[str, Any]]
+    expectations: list[ExpectationResult]
+    evidence: dict[str, Any]
+    signatures: list[Signature]
+    timing: dict[str, float]
+    health_samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(e.passed for e in self.expectations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "name": self.name,
+            "passed": self.passed,
+            "description": self.description,
+            "backend": self.backend,
+            "run_id": self.run_id,
+            "config": self.config,
+            "fault": self.fault,
+            "windows": {k: v.to_json() for k, v in self.windows.items()},
+            "timeline": self.timeline,
+            "expectations": [e.to_json() for e in self.expectations],
+            "evidence": self.evidence,
+            "signatures": [s.to_json() for s in self.signatures],
+            "timing": self.timing,
+        }
+
+
+@dataclass
+class RunResults:
+    variants: list[VariantResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.variants)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "passed": self.passed,
+            "variants": [v.to_json() for v in self.variants],
+        }

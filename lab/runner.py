@@ -1,0 +1,217 @@
+"""The variant lifecycle: stack up, load, fault in and out, samples, stack down.
+
+Built on nested async context managers so that every way out — a failed expectation,
+an exception, Ctrl-C, SIGTERM (the CLI turns it into a cancellation) — reverts the fault,
+stops the load and tears the stack down, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.backends.base import Backend, StackRequest
+from lab.expect import evaluate
+from lab.faults.base import Fault
+from lab.faults.registry import create_fault
+from lab.load.locust_process import LocustProcess
+from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
+from lab.processes import python_env
+from lab.results import (
+    ExpectationResult,
+    RunResults,
+    VariantResult,
+    Windows,
+    WindowSummary,
+    failure_signatures,
+    in_window,
+    timeline,
+)
+from lab.runs import new_run_id
+from lab.sampler import Sampler
+from lab.scenario import Scenario
+
+# How long Locust may take to wind down after its run time before it is stopped.
+LOAD_STOP_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the CLI shows while a variant runs (the runner never prints)."""
+
+    scenario: str
+    variant: str
+    index: int  # 1-based position of the variant in this run
+    count: int
+    phase: str  # starting | before | fault | after | stopping | done
+    elapsed_s: float = 0.0
+    remaining_s: float = 0.0
+    last_second: dict[str, int] = field(default_factory=dict)
+    total_requests: int = 0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def _ignore(_: Progress) -> None:
+    return None
+
+
+@dataclass
+class _Live:
+    """Request records as they arrive, for progress; the full log is re-read at the end."""
+
+    reader: RequestLogReader
+    last_second: Counter[str] = field(default_factory=Counter)
+    total: int = 0
+
+    def poll(self, now: float) -> None:
+        fresh = self.reader.read_new()
+        self.total += len(fresh)
+        self.last_second = Counter(r.cls for r in fresh if r.start >= now - 1.0)
+
+
+async def run_variant(
+    scenario: Scenario,
+    variant: str,
+    backend: Backend,
+    progress: ProgressFn = _ignore,
+    index: int = 1,
+    count: int = 1,
+) -> VariantResult:
+    spec = scenario.variants[variant]
+    run_id = new_run_id()
+
+    def report(phase: str, **kw: float | int | dict[str, int]) -> None:
+        progress(Progress(scenario.name, variant, index, count, phase, **kw))  # type: ignore[arg-type]
+
+    report("starting")
+    began = time.monotonic()
+    request = StackRequest(
+        run_id=run_id,
+        instances=scenario.stack.instances,
+        checkout_env=scenario.variant_env(variant),
+        seed_carts=scenario.stack.seed.carts,
+        seed_items_per_cart=scenario.stack.seed.items_per_cart,
+    )
+    load_spec = scenario.load
+    fault_params = scenario.variant_fault_params(variant)
+    async with backend.up(request) as handle:
+        stack = handle.stack
+        fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed)
+        sampler = Sampler(stack.instances)
+        load = LocustProcess(
+            load_spec, stack.entry_url, run_id=run_id, work_dir=Path(stack.work_dir),
+            env=python_env({}), carts=scenario.stack.seed.carts, seed=scenario.seed,
+        )
+        sampler_task = asyncio.create_task(sampler.run())
+        try:
+            load_start = load.start()
+            live = _Live(RequestLogReader(load.request_log))
+            end = load_start + load_spec.duration
+
+            async def tick_until(deadline: float, phase: str, during: Fault | None = None) -> None:
+                while (now := time.time()) < deadline:
+                    load.check_alive()
+                    live.poll(now)
+                    report(phase, elapsed_s=now - load_start, remaining_s=end - now,
+                           last_second=dict(live.last_second), total_requests=live.total)
+                    if during is not None:
+                        await during.observe()
+                    await asyncio.sleep(min(1.0, max(0.0, deadline - time.time())))
+
+            await tick_until(load_start + scenario.fault.at, "before")
+            fault_start = time.time()
+            async with fault.active():
+                await tick_until(load_start + scenario.fault.until, "fault", during=fault)
+            fault_end = time.time()
+            await tick_until(end, "after")
+            report("stopping", elapsed_s=time.time() - load_start, total_requests=live.total)
+            deadline = time.time() + LOAD_STOP_GRACE_S
+            while not load.finished() and time.time() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            load.stop()
+            await cancel_and_wait(sampler_task)
+        records = read_request_log(load.request_log)
+        stderr_lines = handle.service_stderr()
+        stack_started_in = stack.started_in_s
+        teardown_began = time.monotonic()
+    teardown_s = time.monotonic() - teardown_began
+    total_s = time.monotonic() - began
+
+    windows = Windows(load_start, fault_start, fault_end, end)
+    results = [evaluate(exp, records, sampler.samples, windows) for exp in spec.expect]
+    results.append(_evidence_verdict(fault))
+    return VariantResult(
+        scenario=scenario.name,
+        name=variant,
+        description=spec.description,
+        backend=backend.name,
+        run_id=run_id,
+        config=scenario.variant_env(variant),
+        fault={"kind": scenario.fault.kind, "params": fault_params, **windows.relative()},
+        windows=_window_summaries(records, windows),
+        timeline=timeline(records, sampler.samples, windows),
+        expectations=results,
+        evidence=fault.evidence.to_json(),
+        signatures=failure_signatures(stderr_lines),
+        timing={
+            "stack_start_s": round(stack_started_in, 3),
+            "load_s": round(load_spec.duration, 3),
+            "teardown_s": round(teardown_s, 3),
+            "total_s": round(total_s, 3),
+            "overhead_s": round(total_s - load_spec.duration, 3),
+        },
+    )
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a helper task and wait for it, without swallowing a cancellation of *this*
+    task (Ctrl-C arriving during cleanup must still stop the run)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
+def _window_summaries(records: list[RequestRecord], windows: Windows) -> dict[str, WindowSummary]:
+    out = {}
+    for name in ("before", "fault", "after"):
+        start, stop = windows.range(name)
+        out[name] = WindowSummary.of(
+            in_window(records, (start, stop)), start - windows.load_start,
+            stop - windows.load_start,
+        )
+    return out
+
+
+def _evidence_verdict(fault: Fault) -> ExpectationResult:
+    facts = fault.evidence.facts
+    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if k not in ("definition",))
+    return ExpectationResult(
+        text=f"[fault] {fault.kind} took effect (evidence recorded)",
+        passed=fault.evidence.took_effect,
+        measured=shown or "no evidence recorded",
+    )
+
+
+async def run_scenario(
+    scenario: Scenario,
+    variants: list[str],
+    backend: Backend,
+    progress: ProgressFn = _ignore,
+) -> RunResults:
+    results = RunResults()
+    for i, name in enumerate(variants, start=1):
+        results.variants.append(
+            await run_variant(scenario, name, backend, progress, index=i, count=len(variants))
+        )
+    return results

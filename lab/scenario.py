@@ -1,0 +1,448 @@
+"""Typed models for scenario files, and the loader that validates them.
+
+A scenario file is the lab's main interface, so every mistake in one must come back as
+a sentence naming the file, the field path and what was expected — before anything
+starts. Pydantic does the structural work; the small value types here (durations,
+bounds, windows, status selectors) parse the compact strings people write in YAML.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lab.errors import ScenarioError
+from lab.faults.registry import params_problems
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+# ---------------------------------------------------------------- small value types
+
+
+def _parse_duration(value: Any) -> float:
+    """'40s', '2m', '500ms' or a bare number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*", value)
+        if not m:
+            raise ValueError(f"expected a duration like '30s', '2m' or '500ms', got {value!r}")
+        number, unit = float(m.group(1)), m.group(2) or "s"
+        seconds = {"ms": number / 1000, "s": number, "m": number * 60}[unit]
+    else:
+        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError("expected a non-negative duration")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_parse_duration)]
+
+def _eq(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": _eq, ">": operator.gt, "<": operator.lt,
+}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A comparison such as '>= 10%', '== 0' or '<= 1500ms'.
+
+    `value` is normalised: rates are fractions (10% → 0.1), latencies milliseconds.
+    """
+
+    op: str
+    value: float
+    unit: str  # "", "%", "ms"
+
+    def holds(self, measured: float) -> bool:
+        return bool(_OPS[self.op](measured, self.value))
+
+    def __str__(self) -> str:
+        if self.unit == "%":
+            return f"{self.op} {self.value * 100:g}%"
+        if self.unit == "ms":
+            return f"{self.op} {self.value:g} ms"
+        return f"{self.op} {self.value:g}"
+
+
+_BOUND_RE = re.compile(r"\s*(>=|<=|==|>|<)?\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|ms|s)?\s*")
+
+
+def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
+    examples = {
+        "count": "'== 0' or '>= 20'",
+        "rate": "'>= 10%' or '<= 1%'",
+        "latency": "'<= 1500ms' or '<= 2s'",
+        "number": "'>= 1' or '== 0'",
+    }[kind]
+
+    def parse(value: Any) -> Bound:
+        if isinstance(value, Bound):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"expected a bound like {examples}")
+        m = _BOUND_RE.fullmatch(str(value))
+        if not m:
+            raise ValueError(f"expected a bound like {examples}, got {value!r}")
+        op, number, unit = m.group(1) or "==", float(m.group(2)), m.group(3) or ""
+        if kind == "rate":
+            if unit == "%":
+                number /= 100
+            elif unit:
+                raise ValueError(f"a rate takes '%', got {value!r}; expected {examples}")
+            elif number > 1:
+                raise ValueError(f"a rate without '%' must be a fraction 0..1, got {value!r}")
+            return Bound(op, number, "%")
+        if kind == "latency":
+            if unit == "s":
+                number *= 1000
+            elif unit == "%":
+                raise ValueError(f"a latency takes 'ms' or 's', got {value!r}")
+            return Bound(op, number, "ms")
+        if unit:
+            raise ValueError(f"a {kind} takes no unit, got {value!r}; expected {examples}")
+        return Bound(op, number, "")
+
+    return BeforeValidator(parse)
+
+
+CountBound = Annotated[Bound, _bound_parser("count")]
+RateBound = Annotated[Bound, _bound_parser("rate")]
+LatencyBound = Annotated[Bound, _bound_parser("latency")]
+NumberBound = Annotated[Bound, _bound_parser("number")]
+
+# Response classes a request log entry can fall in (see lab.load.classify).
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "lying_200", "fallback", "timeout", "error")
+_STATUS_RE = re.compile(r"[1-5][0-9][0-9]")
+
+
+def _parse_status(value: Any) -> str:
+    text = str(value).strip()
+    if text in STATUS_CLASSES or _STATUS_RE.fullmatch(text):
+        return text
+    raise ValueError(
+        f"expected a status code like 500 or 503, or one of {', '.join(STATUS_CLASSES)}; "
+        f"got {value!r}"
+    )
+
+
+StatusSelector = Annotated[str, BeforeValidator(_parse_status)]
+
+_WINDOW_RE = re.compile(r"(before|fault|after)(?:\+([0-9]+(?:\.[0-9]+)?)s)?")
+
+
+def _parse_window(value: Any) -> str:
+    text = str(value).strip()
+    if _WINDOW_RE.fullmatch(text):
+        return text
+    raise ValueError(
+        "expected a window: before, fault, after, or a window that starts later such as "
+        f"'after+5s' (5 s after the fault was reverted); got {value!r}"
+    )
+
+
+WindowName = Annotated[str, BeforeValidator(_parse_window)]
+
+
+def window_offset(window: str) -> tuple[str, float]:
+    """'after+5s' → ('after', 5.0)."""
+    m = _WINDOW_RE.fullmatch(window)
+    assert m is not None  # validated at load time
+    return m.group(1), float(m.group(2) or 0)
+
+
+def _env_value(value: Any) -> str:
+    """Config values in YAML may be numbers or booleans; the service reads strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError("expected a string, number or boolean")
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+_ENV_KEY = r"^[A-Z][A-Z0-9_]*$"
+
+# ---------------------------------------------------------------- models
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeedSpec(_Strict):
+    """How much data the stack seeds; the seq scan's cost grows with it."""
+
+    carts: int = Field(30000, ge=1, le=5_000_000)
+    items_per_cart: int = Field(10, ge=1, le=100)
+
+
+class StackSpec(_Strict):
+    instances: int = Field(1, ge=1, le=1, description="more than one needs the router")
+    config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
+    seed: SeedSpec = Field(default_factory=SeedSpec)
+
+
+REQUEST_KINDS = ("checkout", "health")
+
+
+class Endpoint(_Strict):
+    """One kind of request the simulated users send, and how often relative to the others."""
+
+    request: Literal["checkout", "health"]
+    weight: int = Field(1, ge=1, le=1000)
+
+
+class LoadSpec(_Strict):
+    users: int = Field(ge=1, le=1000)
+    spawn_rate: float = Field(ge=0.1, le=1000)
+    duration: Duration = Field(description="load window length")
+    client_timeout: Duration = 5.0
+    wait: Duration = Field(0.0, description="think time between a user's requests")
+    endpoints: list[Endpoint] = Field(min_length=1)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive_duration(cls, v: float) -> float:
+        if v < 5:
+            raise ValueError("expected at least 5s of load")
+        return v
+
+    @field_validator("client_timeout")
+    @classmethod
+    def _positive_timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("expected a positive client timeout, e.g. '5s'")
+        return v
+
+
+class FaultSpec(_Strict):
+    kind: str
+    at: Duration
+    until: Duration
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FaultSpec:
+        if self.until <= self.at:
+            raise ValueError(f"'until' ({self.until:g}s) must be after 'at' ({self.at:g}s)")
+        return self
+
+
+class Expectation(_Strict):
+    """One claim about the run, checked against what was measured.
+
+    Exactly one subject: a status/class share or count, a latency percentile, /health
+    samples, or a sampled metric.
+    """
+
+    window: WindowName
+    status: StatusSelector | None = None
+    count: CountBound | None = None
+    rate: RateBound | None = None
+    retry_after: bool = False
+    p50: LatencyBound | None = None
+    p99: LatencyBound | None = None
+    health: StatusSelector | None = None
+    metric: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    max: NumberBound | None = None
+    min: NumberBound | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Expectation:
+        latency = self.p50 is not None or self.p99 is not None
+        amount = self.count is not None or self.rate is not None
+        if self.count is not None and self.rate is not None:
+            raise ValueError("give either 'count' or 'rate', not both")
+        if self.metric is not None:
+            if self.status or self.health or amount or latency or self.retry_after:
+                raise ValueError("a 'metric' expectation takes only 'max' or 'min'")
+            if (self.max is None) == (self.min is None):
+                raise ValueError("a 'metric' expectation needs exactly one of 'max' or 'min'")
+            return self
+        if self.max is not None or self.min is not None:
+            raise ValueError("'max'/'min' go with 'metric'")
+        if self.health is not None:
+            if self.status or latency or self.retry_after:
+                raise ValueError("a 'health' expectation takes only 'count' or 'rate'")
+            if not amount:
+                raise ValueError("a 'health' expectation needs 'count' or 'rate'")
+            return self
+        if latency:
+            if amount:
+                raise ValueError("give a latency bound (p50/p99) or a count/rate, not both")
+            return self
+        if self.status is None:
+            raise ValueError(
+                "expected one of: 'status' with 'count'/'rate'/'retry_after', "
+                "'p50'/'p99', 'health' with 'count'/'rate', or 'metric' with 'max'/'min'"
+            )
+        if not amount and not self.retry_after:
+            raise ValueError("a 'status' expectation needs 'count', 'rate' or 'retry_after: true'")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The expectation as a sentence, for tables and results."""
+        where = f"[{self.window}]"
+        if self.metric is not None:
+            stat, bound = ("max", self.max) if self.max is not None else ("min", self.min)
+            return f"{where} {stat} of {self.metric} {bound}"
+        if self.health is not None:
+            return f"{where} /health answered {self.health} {self._amount_text()}"
+        if self.p50 is not None or self.p99 is not None:
+            which = "p50" if self.p50 is not None else "p99"
+            bound = self.p50 if self.p50 is not None else self.p99
+            of = f" of {self.status}" if self.status else ""
+            return f"{where} {which} latency{of} {bound}"
+        parts = []
+        if self.count is not None or self.rate is not None:
+            parts.append(f"{self.status} {self._amount_text()}")
+        if self.retry_after:
+            parts.append(f"every {self.status} carries Retry-After")
+        return f"{where} " + "; ".join(parts)
+
+    def _amount_text(self) -> str:
+        if self.count is not None:
+            return f"count {self.count}"
+        return f"share {self.rate}"
+
+
+class Variant(_Strict):
+    description: str = ""
+    config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
+    fault: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the fault's params for this variant"
+    )
+    expect: list[Expectation] = Field(min_length=1)
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    seed: int = Field(1, description="seeds every random choice, so a run can be repeated")
+    stack: StackSpec = Field(default_factory=StackSpec)
+    load: LoadSpec
+    fault: FaultSpec
+    variants: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")], Variant]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Scenario:
+        if "baseline" not in self.variants:
+            raise ValueError(
+                "expected a 'baseline' variant: the incident as it happened, which must "
+                "reproduce the 500s before any mitigation means anything"
+            )
+        if self.fault.until >= self.load.duration:
+            raise ValueError(
+                f"fault.until ({self.fault.until:g}s) must be before the end of the load "
+                f"({self.load.duration:g}s), or the 'after' window is empty"
+            )
+        return self
+
+    def variant_env(self, variant: str) -> dict[str, str]:
+        """The checkout environment of one variant: the stack's config, then its overrides."""
+        return {**self.stack.config, **self.variants[variant].config}
+
+    def variant_fault_params(self, variant: str) -> dict[str, Any]:
+        return {**self.fault.params, **self.variants[variant].fault}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error → 'field.path: what was expected'."""
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg: str = error["msg"]
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see README 'Writing a scenario')"
+    elif error["type"] == "missing":
+        msg = "required field is missing"
+    elif error["type"] == "literal_error":
+        msg = f"expected {msg.removeprefix('Input should be ')}, got {error.get('input')!r}"
+    return f"{_location(loc)}: {msg}"
+
+
+def parse_scenario(data: Any, source: str) -> Scenario:
+    """Validate already-parsed YAML data; `source` names the file in errors."""
+    if not isinstance(data, dict):
+        raise ScenarioError(source, ["(top level): expected a mapping of scenario fields"])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+    scenario = parse_scenario(data, str(path))
+    problems = []
+    if scenario.name != path.stem:
+        problems.append(f"name: expected {path.stem!r} (the file's name), got {scenario.name!r}")
+    problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
+    if not problems:
+        for name in scenario.variants:
+            problems += params_problems(
+                scenario.fault.kind, scenario.variant_fault_params(name), f"variants.{name}.fault"
+            )
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return scenario
+
+
+def scenario_paths(directory: Path = SCENARIO_DIR) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+def find_scenario(name_or_path: str, directory: Path = SCENARIO_DIR) -> Path:
+    """A scenario by name (in scenarios/) or by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.exists():
+            raise ScenarioError(name_or_path, ["no such file"])
+        return candidate
+    path = directory / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in scenario_paths(directory)) or "none"
+        raise ScenarioError(str(path), [f"no scenario named {name_or_path!r} (known: {known})"])
+    return path
