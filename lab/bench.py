@@ -1,0 +1,115 @@
+"""`lab bench`: the lab's own costs, measured in one run and reported as ratios.
+
+Timings live here, never in unit tests: they vary with the machine, the ratios much less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.backends.base import StackRequest
+from lab.backends.local import LocalBackend, wait_http_ok
+from lab.load.locust_process import LocustProcess
+from lab.load.request_log import read_request_log
+from lab.postgres import free_port
+from lab.processes import REPO_ROOT, ManagedProcess, python_env
+from lab.runner import run_variant
+from lab.runs import RunDir, new_run_id
+from lab.scenario import Endpoint, LoadSpec, Scenario
+
+
+@dataclass
+class BenchReport:
+    figures: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+async def _stack_cycle(backend: LocalBackend, scenario: Scenario) -> tuple[float, float]:
+    request = StackRequest(new_run_id(), 1, scenario.variant_env("baseline"),
+                           scenario.stack.seed.carts, scenario.stack.seed.items_per_cart)
+    began = time.monotonic()
+    async with backend.up(request):
+        up = time.monotonic() - began
+        down_began = time.monotonic()
+    return up, time.monotonic() - down_began
+
+
+async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, carts: int) -> float:
+    load = LocustProcess(spec, host, run_id=run_id, work_dir=work_dir, env=python_env({}),
+                         carts=carts)
+    started = load.start()
+    try:
+        while not load.finished() and time.time() - started < spec.duration + 10:
+            await asyncio.sleep(0.25)
+    finally:
+        load.stop()
+    records = read_request_log(load.request_log)
+    # Steady state only: skip the first 2 s of ramp-up.
+    ok = [r for r in records if r.cls == "2xx" and r.start >= started + 2]
+    return len(ok) / (spec.duration - 2)
+
+
+async def run_bench(
+    scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15
+) -> BenchReport:
+    report = BenchReport()
+    backend = LocalBackend()
+
+    progress(f"stack start/teardown × {cycles}")
+    ups, downs = [], []
+    for _ in range(cycles):
+        up, down = await _stack_cycle(backend, scenario)
+        ups.append(up)
+        downs.append(down)
+    report.figures["stack_start_s_median"] = round(statistics.median(ups), 3)
+    report.figures["stack_teardown_s_median"] = round(statistics.median(downs), 3)
+
+    progress("one short variant (load 12 s) for the per-variant overhead")
+    short = scenario.model_copy(update={
+        "load": scenario.load.model_copy(update={"duration": 12.0}),
+        "fault": scenario.fault.model_copy(update={"at": 4.0, "until": 8.0}),
+    })
+    result = await run_variant(short, "index-restored" if "index-restored" in short.variants
+                               else "baseline", backend)
+    report.figures["variant_overhead_s"] = result.timing["overhead_s"]
+    report.figures["variant_overhead_ratio_to_load"] = round(
+        result.timing["overhead_s"] / result.timing["load_s"], 3)
+
+    spec = LoadSpec(users=20, spawn_rate=20, duration=load_s,
+                    endpoints=[Endpoint(request="checkout")])
+    progress(f"checkout throughput under Locust ({spec.users} users, {load_s:g} s)")
+    request = StackRequest(new_run_id(), 1, {}, scenario.stack.seed.carts,
+                           scenario.stack.seed.items_per_cart)
+    async with backend.up(request) as handle:
+        checkout_rps = await _throughput(handle.stack.entry_url, request.run_id,
+                                         Path(handle.stack.work_dir), spec,
+                                         scenario.stack.seed.carts)
+
+    progress(f"bare aiohttp handler under Locust ({spec.users} users, {load_s:g} s)")
+    run_dir = RunDir.create(new_run_id())
+    try:
+        port = free_port()
+        bare = ManagedProcess(
+            "bare", [sys.executable, "-m", "lab.services.bare"],
+            env=python_env({"CHECKOUT_HOST": "127.0.0.1", "CHECKOUT_PORT": str(port)}),
+            run_id=run_dir.run_id, log_dir=run_dir.path, cwd=REPO_ROOT,
+        )
+        try:
+            await wait_http_ok(f"http://127.0.0.1:{port}/livez", bare, 10, "bare app")
+            bare_rps = await _throughput(f"http://127.0.0.1:{port}", run_dir.run_id,
+                                         run_dir.path, spec, scenario.stack.seed.carts)
+        finally:
+            bare.stop()
+    finally:
+        run_dir.remove()
+    report.figures["checkout_rps"] = round(checkout_rps, 1)
+    report.figures["bare_rps"] = round(bare_rps, 1)
+    report.figures["checkout_to_bare_throughput_ratio"] = round(checkout_rps / bare_rps, 3)
+    report.notes["machine"] = "2 cores shared by Locust, the service and Postgres"
+    return report
