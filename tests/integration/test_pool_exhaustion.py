@@ -1,0 +1,162 @@
+"""The pool-exhaustion incident end to end: real Postgres, the real checkout service,
+Locust as a subprocess, the shipped scenario file with its own expectations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from lab.backends.base import StackRequest
+from lab.backends.local import LocalBackend, LocalStackHandle
+from lab.processes import pids_with_run_id
+from lab.runner import run_variant
+from lab.scenario import find_scenario, load_scenario_file
+from lab.services.checkout.schema import CART_ITEMS_INDEX
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_lab(
+    args: list[str], runs_root: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def variant_json(path: Path, name: str) -> dict[str, object]:
+    doc = json.loads(path.read_text())
+    [variant] = [v for v in doc["variants"] if v["name"] == name]
+    return variant  # type: ignore[no-any-return]
+
+
+def test_baseline_reproduces_the_500s_from_the_realistic_chain(
+    runs_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    proc = run_lab(
+        ["run", "pool-exhaustion", "--variant", "baseline", "--json", str(out)], runs_root
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    v = variant_json(out, "baseline")
+    fault = v["windows"]["fault"]  # type: ignore[index]
+    before = v["windows"]["before"]  # type: ignore[index]
+    # The 500s are there during the fault and not before it.
+    assert fault["by_status"].get("500", 0) / fault["total"] >= 0.10
+    assert before["by_status"].get("500", 0) == 0
+    # ...and they come from the session expiring mid-request, not from a planted raise.
+    top = v["signatures"][0]  # type: ignore[index]
+    assert top["exception"] == "AttributeError"
+    assert "handlers.py" in top["frame"] and "complete_checkout" in top["frame"]
+    # The fault left evidence: the index absent during the window, back afterwards.
+    evidence = v["evidence"]  # type: ignore[index]
+    assert evidence["took_effect"] is True
+    assert evidence["facts"]["absent_during_fault"] is True
+    assert evidence["facts"]["present_after_revert"] is True
+    # The service's own metrics show the cause: requests waiting for a pool connection.
+    waiting = [m["checkout-1"]["checkout_db_pool_waiting"] for m in
+               (s["metrics"] for s in v["timeline"] if s["phase"] == "fault")  # type: ignore[union-attr]
+               if "checkout-1" in m]
+    assert max(waiting) >= 1
+    # The table shows the verdict with the measured figure.
+    assert "baseline  PASS" in proc.stdout
+    assert "[fault] 500 share >= 10%" in proc.stdout
+
+
+def test_timeouts_turn_the_500s_into_503s_with_retry_after(
+    runs_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    proc = run_lab(
+        ["run", "pool-exhaustion", "--variant", "timeouts", "--json", str(out)], runs_root
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    v = variant_json(out, "timeouts")
+    fault = v["windows"]["fault"]  # type: ignore[index]
+    assert fault["by_status"].get("500", 0) == 0
+    assert fault["by_status"].get("503", 0) >= 1
+    assert fault["retry_after"]["503"] == fault["by_status"]["503"]
+    assert v["passed"] is True
+
+
+class _IndexCheckingBackend(LocalBackend):
+    """The local backend, but it looks at the database just before teardown."""
+
+    index_present_at_teardown: bool | None = None
+
+    @asynccontextmanager
+    async def up(self, request: StackRequest) -> AsyncIterator[LocalStackHandle]:
+        async with super().up(request) as handle:
+            try:
+                yield handle
+            finally:
+                conn = await asyncpg.connect(handle.stack.db_dsn)
+                try:
+                    n = await conn.fetchval(
+                        "SELECT count(*) FROM pg_indexes WHERE indexname = $1", CART_ITEMS_INDEX)
+                finally:
+                    await conn.close()
+                self.index_present_at_teardown = n == 1
+
+
+def test_cancel_mid_fault_reverts_and_leaves_nothing(runs_root: Path) -> None:
+    scenario = load_scenario_file(find_scenario("pool-exhaustion"))
+    backend = _IndexCheckingBackend()
+    phases: list[str] = []
+
+    async def scenario_cancelled_in_fault() -> None:
+        task = asyncio.create_task(
+            run_variant(scenario, "baseline", backend, lambda p: phases.append(p.phase)))
+        while "fault" not in phases:
+            await asyncio.sleep(0.2)
+            assert not task.done(), "the run ended before reaching the fault"
+        await asyncio.sleep(2)
+        run_ids = [p.name for p in runs_root.iterdir()]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(run_ids) == 1
+        assert list(pids_with_run_id(run_ids[0])) == []
+
+    asyncio.run(scenario_cancelled_in_fault())
+    assert backend.index_present_at_teardown is True  # the fault was reverted first
+    # runs_root's teardown asserts the run directory is gone.
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_fault_leaves_no_process_and_no_files(
+    runs_root: Path, sig: signal.Signals, code: int
+) -> None:
+    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "pool-exhaustion", "--variant", "baseline"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        seen.append(line)
+        if " fault " in line or time.monotonic() > deadline:
+            break
+    assert any(" fault " in s for s in seen), "".join(seen)
+    time.sleep(1.5)
+    [run_dir] = list(runs_root.iterdir())
+    assert list(pids_with_run_id(run_dir.name)), "the stack should be running mid-fault"
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == code, rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    assert list(pids_with_run_id(run_dir.name)) == []
+    assert not run_dir.exists()
