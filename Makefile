@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 ## The main job: every scenario, every variant, on local processes; prints the matrix.
 demo: setup
-	$(BIN)/lab run --json results/latest.json
+	$(BIN)/lab run --json results/latest.json --report results/report
 
 ## The tests: lint, types, unit and integration (real Postgres, real processes).
 test: setup lint

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from lab.backends.base import Backend
 from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
+from lab.report.html import write_report
 from lab.report.table import render_table
 from lab.results import RunResults
 from lab.runner import Progress, run_variant
@@ -63,15 +64,17 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class _ProgressPrinter:
-    """One rewriting line on a terminal; a line per phase change otherwise; nothing if quiet."""
+    """`live`: one rewriting line (the default on a terminal); `lines`: a line per phase
+    change (for CI logs that want a heartbeat); `off`: nothing (the default elsewhere)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+    def __init__(self, mode: str) -> None:
+        if mode == "auto":
+            mode = "live" if sys.stderr.isatty() else "off"
+        self.mode = mode
         self.last_phase = ""
 
     def __call__(self, p: Progress) -> None:
-        if self.quiet:
+        if self.mode == "off":
             return
         mix = " ".join(f"{k} {v}" for k, v in sorted(p.last_second.items())) or "-"
         head = f"[{p.index}/{p.count}] {p.scenario}/{p.variant}"
@@ -80,7 +83,7 @@ class _ProgressPrinter:
                     f"last second: {mix}  (requests: {p.total_requests})")
         else:
             line = f"{head}  {p.phase}"
-        if self.tty:
+        if self.mode == "live":
             print(f"\r\x1b[2K{line}", end="" if p.phase != "stopping" else "\n",
                   file=sys.stderr, flush=True)
         elif p.phase != self.last_phase:
@@ -129,7 +132,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
-    progress = _ProgressPrinter(args.quiet)
+    progress = _ProgressPrinter("off" if args.quiet else args.progress)
     results = RunResults()
     total = sum(len(v) for _, v in plan)
     for scenario, variants in plan:
@@ -144,6 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(render_table(results))
     if args.json:
         print(f"results written to {args.json}")
+    if args.report:
+        page = write_report(results.to_json(), Path(args.report))
+        print(f"report written to {page}")
     return EXIT_OK if results.passed else EXIT_FAILED
 
 
@@ -152,6 +158,20 @@ def _write_json(path: Path, results: RunResults) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(results.to_json(), indent=2))
     tmp.replace(path)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    source = Path(args.results)
+    try:
+        doc = json.loads(source.read_text())
+        variants = doc["variants"]
+        if not isinstance(variants, list) or not variants:
+            raise ValueError("no variants in it")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ScenarioError(str(source), [f"not a chaoslab results file ({exc})"]) from None
+    page = write_report(doc, Path(args.directory))
+    print(f"report written to {page}")
+    return EXIT_OK
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -197,8 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only this variant (repeatable)")
     p.add_argument("--json", metavar="PATH", help="write the results (schema: docs/results.md)")
     p.add_argument("--backend", default="local", help="where the stack runs (default: local)")
-    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report there")
+    p.add_argument("--progress", choices=["auto", "live", "lines", "off"], default="auto",
+                   help="live line on a terminal (auto default), a line per phase, or off")
+    p.add_argument("--quiet", action="store_true", help="no progress (same as --progress off)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="write the HTML report of saved results (--json)")
+    p.add_argument("results", metavar="RESULTS.json")
+    p.add_argument("directory", metavar="DIR")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("cleanup", help="remove what a killed run left (processes, data dirs)")
     p.add_argument("--all", action="store_true",
                    help="also stop runs whose owner is still alive")
