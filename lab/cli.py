@@ -92,9 +92,11 @@ class _ProgressPrinter:
 
 
 def _backend(name: str) -> Backend:
-    if name == "local":
-        return LocalBackend()
-    raise ScenarioError("--backend", [f"expected 'local', got {name!r}"])
+    if name == "docker":
+        from lab.backends.docker import DockerBackend
+
+        return DockerBackend()
+    return LocalBackend()
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -176,13 +178,42 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     leftovers = find_leftovers(include_active=args.all)
-    if not leftovers:
-        print(f"nothing to clean up (looked for lab processes and {runs_root()}/cl-*)")
-        return EXIT_OK
     for lo in leftovers:
         remove_leftover(lo)
         where = f", removed {lo.directory}" if lo.directory else ""
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
+    containers = _docker_cleanup(args.all)
+    if not leftovers and not containers:
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-* "
+              "and Docker objects labelled with a run id)")
+    return EXIT_OK
+
+
+def _docker_cleanup(include_active: bool) -> int:
+    """Docker objects of dead runs; silent when there is no engine (nothing to clean)."""
+    from lab.backends.docker import leftover_runs, remove_run_objects
+    from lab.images import engine
+
+    try:
+        client = engine()
+    except BackendError:
+        return 0
+    runs = leftover_runs(client, include_active)
+    for run_id, kinds in runs.items():
+        removed = remove_run_objects(client, run_id)
+        print(f"{run_id}: removed {removed} Docker object(s) ({', '.join(sorted(kinds))})")
+    return len(runs)
+
+
+def cmd_images(_: argparse.Namespace) -> int:
+    from lab.images import IMAGES, build_images, engine
+
+    def progress(msg: str) -> None:
+        print(f"images: {msg}", file=sys.stderr, flush=True)
+
+    timings = build_images(engine(), progress)
+    for role, seconds in timings.items():
+        print(f"  {role:<9} {seconds:6.1f} s  {IMAGES.get(role, '')}")
     return EXIT_OK
 
 
@@ -216,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant (repeatable)")
     p.add_argument("--json", metavar="PATH", help="write the results (schema: docs/results.md)")
-    p.add_argument("--backend", default="local", help="where the stack runs (default: local)")
+    p.add_argument("--backend", default="local", choices=["local", "docker"],
+                   help="where the stack runs: local processes (default) or docker containers")
     p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report there")
     p.add_argument("--progress", choices=["auto", "live", "lines", "off"], default="auto",
                    help="live line on a terminal (auto default), a line per phase, or off")
@@ -230,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true",
                    help="also stop runs whose owner is still alive")
     p.set_defaults(func=cmd_cleanup)
+    p = sub.add_parser("images", help="build the docker backend's images (offline, make images)")
+    p.set_defaults(func=cmd_images)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
     p.set_defaults(func=cmd_bench)
