@@ -169,6 +169,8 @@ async def create_lab_database(
             continue
         try:
             await conn.execute(f"CREATE DATABASE {DATABASE}")
+        except asyncpg.DuplicateDatabaseError:
+            pass  # the docker image creates it at start (compose needs no lab)
         finally:
             await conn.close()
         return

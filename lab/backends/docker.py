@@ -36,6 +36,49 @@ LOCUSTFILE_IN_IMAGE = "/opt/lab/lib/python3.11/site-packages/lab/load/locustfile
 REQUEST_LOG_IN_CONTAINER = "/run-data/requests.jsonl"
 
 
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What one container of the stack runs. The compose files in compose/ must agree
+    with these (a test checks it), so what an instructor starts by hand is what the lab
+    runs."""
+
+    role: str
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    ports: tuple[int, ...] = ()
+
+
+def postgres_spec() -> ContainerSpec:
+    command = [a for k, v in SERVER_SETTINGS.items() for a in ("-c", f"{k}={v}")]
+    return ContainerSpec("postgres", IMAGES["postgres"], command, {}, (5432,))
+
+
+def migrate_spec(dsn: str, carts: int, items_per_cart: int) -> ContainerSpec:
+    return ContainerSpec(
+        "migrate", IMAGES["lab"], ["python", "-m", "lab.services.checkout", "migrate"],
+        {"DATABASE_URL": dsn, "SEED_CARTS": str(carts),
+         "SEED_ITEMS_PER_CART": str(items_per_cart)},
+    )
+
+
+def checkout_spec(name: str, dsn: str, config: dict[str, str]) -> ContainerSpec:
+    return ContainerSpec(
+        "checkout", IMAGES["lab"], ["python", "-m", "lab.services.checkout", "serve"],
+        {**config, "CHECKOUT_HOST": "0.0.0.0", "CHECKOUT_PORT": str(CHECKOUT_PORT),
+         "CHECKOUT_INSTANCE": name, "DATABASE_URL": dsn},
+        (CHECKOUT_PORT,),
+    )
+
+
+def _run(client: Any, spec: ContainerSpec, name: str, run_id: str, network: str) -> Any:
+    return client.containers.run(
+        spec.image, spec.command, name=name, detach=True, network=network,
+        labels={RUN_LABEL: run_id}, environment=spec.environment,
+        ports={f"{p}/tcp": ("127.0.0.1", None) for p in spec.ports},
+    )
+
+
 def _published_port(container: Any, port: str) -> int:
     container.reload()
     bindings = container.attrs["NetworkSettings"]["Ports"].get(port) or []
@@ -137,12 +180,7 @@ class DockerBackend:
         network = f"chaoslab-{run_id}"
         try:
             client.networks.create(network, driver="bridge", labels=labels)
-            postgres = client.containers.run(
-                IMAGES["postgres"], [a for k, v in SERVER_SETTINGS.items()
-                                     for a in ("-c", f"{k}={v}")],
-                name=f"{run_id}-postgres", detach=True, network=network, labels=labels,
-                ports={"5432/tcp": ("127.0.0.1", None)},
-            )
+            postgres = _run(client, postgres_spec(), f"{run_id}-postgres", run_id, network)
             pg_port = _published_port(postgres, "5432/tcp")
             await create_lab_database(pg_port, 60, lambda: _exited(postgres))
             internal_dsn = f"postgresql://{SUPERUSER}@{run_id}-postgres:5432/{DATABASE}"
@@ -156,14 +194,8 @@ class DockerBackend:
             instances = []
             for i in range(1, request.instances + 1):
                 name = f"checkout-{i}"
-                container = client.containers.run(
-                    IMAGES["lab"], ["python", "-m", "lab.services.checkout", "serve"],
-                    name=f"{run_id}-{name}", detach=True, network=network, labels=labels,
-                    environment={**request.checkout_env, "CHECKOUT_HOST": "0.0.0.0",
-                                 "CHECKOUT_PORT": str(CHECKOUT_PORT),
-                                 "CHECKOUT_INSTANCE": name, "DATABASE_URL": internal_dsn},
-                    ports={f"{CHECKOUT_PORT}/tcp": ("127.0.0.1", None)},
-                )
+                spec = checkout_spec(name, internal_dsn, request.checkout_env)
+                container = _run(client, spec, f"{run_id}-{name}", run_id, network)
                 handle.checkouts.append(container)
                 port = _published_port(container, f"{CHECKOUT_PORT}/tcp")
                 instances.append(ServiceInstance(name, f"http://127.0.0.1:{port}"))
@@ -180,13 +212,8 @@ class DockerBackend:
     @staticmethod
     def _migrate(client: Any, request: StackRequest, network: str, dsn: str) -> None:
         """Schema and seed as a one-off job container, like a migration job in a cluster."""
-        job = client.containers.run(
-            IMAGES["lab"], ["python", "-m", "lab.services.checkout", "migrate"],
-            name=f"{request.run_id}-migrate", detach=True, network=network,
-            labels={RUN_LABEL: request.run_id},
-            environment={"DATABASE_URL": dsn, "SEED_CARTS": str(request.seed_carts),
-                         "SEED_ITEMS_PER_CART": str(request.seed_items_per_cart)},
-        )
+        spec = migrate_spec(dsn, request.seed_carts, request.seed_items_per_cart)
+        job = _run(client, spec, f"{request.run_id}-migrate", request.run_id, network)
         try:
             code = job.wait(timeout=120)["StatusCode"]
             if code != 0:
