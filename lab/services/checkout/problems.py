@@ -43,6 +43,8 @@ class DependencyUnavailable(Exception):
         self.dependency = dependency
         self.reason = reason
         self.detail = detail
+        #: A Retry-After the dependency suggests (e.g. a breaker's time left); else the default.
+        self.retry_after_s: int | None = None
         message = f"{dependency} unavailable: {reason}"
         super().__init__(f"{message} ({detail})" if detail else message)
 
@@ -113,8 +115,13 @@ def make_error_middleware(
     metrics: ServiceMetrics,
     errors_as_503: bool,
     retry_after_s: int,
+    payment_errors_as_503: bool = False,
 ) -> Middleware:
-    """Build the global error middleware around the service's logger and switches."""
+    """Build the global error middleware around the service's logger and switches.
+
+    `errors_as_503` covers the database, `payment_errors_as_503` the payment gateway; a
+    circuit breaker's refusal (`breaker_open`) is always a 503: it is a deliberate answer.
+    """
 
     @web.middleware
     async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,11 +133,13 @@ def make_error_middleware(
             return _http_exception_problem(exc)
         except DependencyUnavailable as exc:
             metrics.dependency_failures.labels(exc.dependency, exc.reason).inc()
-            if errors_as_503:
+            as_503 = payment_errors_as_503 if exc.dependency == "payments" else errors_as_503
+            if as_503 or exc.reason == "breaker_open":
+                retry_after = exc.retry_after_s or retry_after_s
                 return problem_response(
                     503,
                     detail=f"{exc.dependency} is unavailable ({exc.reason}); retry later.",
-                    headers={"Retry-After": str(retry_after_s)},
+                    headers={"Retry-After": str(retry_after)},
                     dependency=exc.dependency,
                     reason=exc.reason,
                 )
