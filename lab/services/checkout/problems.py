@@ -80,11 +80,14 @@ def _reason(status: int) -> str:
 
 
 def describe_frame(exc: BaseException) -> str:
-    """`path:line in function` of the innermost traceback frame: where it was raised."""
+    """`path:line in function` of the innermost frame in the service's own code (where our
+    code raised or called what raised); the innermost frame of all when none is ours, so
+    `os.environ[...]` shows the line that read the environment, not `<frozen os>`."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return "<unknown>"
-    frame = frames[-1]
+    ours = [f for f in frames if _is_ours(f.filename)]
+    frame = ours[-1] if ours else frames[-1]
     path = Path(frame.filename)
     try:
         shown = path.resolve().relative_to(_PROJECT_ROOT).as_posix()
@@ -96,6 +99,17 @@ def describe_frame(exc: BaseException) -> str:
             else frame.filename
         )
     return f"{shown}:{frame.lineno} in {frame.name}"
+
+
+def _is_ours(filename: str) -> bool:
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return False
+    try:
+        path.resolve().relative_to(_PROJECT_ROOT / "lab")
+    except ValueError:
+        return False
+    return True
 
 
 def _http_exception_problem(exc: web.HTTPException) -> web.Response:
