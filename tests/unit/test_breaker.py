@@ -102,6 +102,23 @@ def test_abandoned_trial_frees_the_slot() -> None:
     assert b.admit().trial
 
 
+def test_check_refuses_like_admit_without_taking_the_trial() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    b.check()  # closed: nothing to refuse
+    fail(b, 3)
+    with pytest.raises(BreakerOpen):
+        b.check()
+    clock.now += 2.0
+    b.check()  # half-open and the trial slot is free: a real call may take it
+    trial = b.admit()
+    with pytest.raises(BreakerOpen):
+        b.check()
+    assert b.rejected == 2
+    b.success(trial)
+    b.check()
+
+
 def test_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker("x", failure_threshold=0, reset_timeout_s=1)

@@ -62,6 +62,21 @@ def test_tcp_toxics_act_on_their_stream_only() -> None:
                        connection=1)
 
 
+def test_request_scope_picks_a_share_of_requests_on_one_connection() -> None:
+    chooser = FaultChooser(seed=7)
+    per_conn = Toxic(type="reset_peer", toxicity=0.3)
+    per_req = Toxic(type="reset_peer", toxicity=0.3, scope="request")
+    on_conn_1 = [applies(per_conn, stream="downstream", chooser=chooser, connection=1,
+                         request=r) for r in range(1, 201)]
+    assert len(set(on_conn_1)) == 1  # connection scope: all or nothing for a keep-alive link
+    hits = sum(applies(per_req, stream="downstream", chooser=chooser, connection=1, request=r)
+               for r in range(1, 201))
+    assert hits == sum(chooser.hits_request(per_req, r) for r in range(1, 201)) == 60
+    # Outside an HTTP exchange (raw relay) the connection decides.
+    assert applies(per_req, stream="downstream", chooser=chooser, connection=1, request=0) == (
+        chooser.hits_connection(per_req, 1))
+
+
 def test_toxiproxy_json_shape_and_validation() -> None:
     t = Toxic.model_validate({"type": "latency", "stream": "upstream", "toxicity": 0.5,
                               "attributes": {"latency": 300, "jitter": 50}})

@@ -93,6 +93,14 @@ class CircuitBreaker:
             return max(1, math.ceil(remaining))
         return 1
 
+    def check(self) -> None:
+        """Refuse now if a call would be refused, without taking the half-open trial slot:
+        lets a caller fail fast before it does any other work for the request."""
+        state = self.state
+        if state is State.OPEN or (state is State.HALF_OPEN and self._trial_in_flight):
+            self.rejected += 1
+            raise BreakerOpen(self.name, state, self.retry_after_s())
+
     def admit(self) -> Ticket:
         """Admit a call or raise `BreakerOpen`."""
         state = self.state

@@ -76,6 +76,9 @@ async def complete_checkout(request: web.Request) -> web.Response:
         return parsed
     db = request.app[DB]
     sessions = request.app[SESSIONS]
+    payments = request.app.get(PAYMENTS)
+    if payments is not None and not request.app[CONFIG].payments.fallback:
+        payments.fail_fast()  # an open breaker refuses before any work (the fallback needs it)
 
     async with db.connection() as conn:
         items = await fetch_cart_items(conn, parsed.cart_id)
@@ -100,7 +103,6 @@ async def complete_checkout(request: web.Request) -> web.Response:
 
         # Charge between the inventory check and the order insert, still holding the
         # pooled connection (as the incident's code did): a slow gateway holds it too.
-        payments = request.app.get(PAYMENTS)
         if payments is not None:
             order_ref = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
             try:

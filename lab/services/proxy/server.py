@@ -48,6 +48,7 @@ class _Link:
     number: int
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
+    request: int = 0  # the HTTP request in flight (0 before the first, or when raw)
     held: bool = False  # a timeout toxic is swallowing this link's data
     hold_closer: asyncio.TimerHandle | None = None
     closed: bool = False
@@ -206,13 +207,16 @@ class FaultProxy:
                     await self._through(link, "upstream", exc.partial, 0)
                 return
             except asyncio.LimitOverrunError:
+                link.request = 0
                 return await self._raw(link, reader, "upstream")
             length = _content_length(head)
             if length is None:
+                link.request = 0
                 await self._through(link, "upstream", head, 0)
                 return await self._raw(link, reader, "upstream")
             body = await reader.readexactly(length) if length else b""
             number = next(self._request_numbers)
+            link.request = number
             self.stats.requests += 1
             injected = self._http_error(number)
             if injected is not None:
@@ -245,7 +249,8 @@ class FaultProxy:
         target = link.upstream if stream == "upstream" else link.client
         assert target is not None
         for toxic in list(self.toxics.values()):
-            if not applies(toxic, stream=stream, chooser=self.chooser, connection=link.number):
+            if not applies(toxic, stream=stream, chooser=self.chooser, connection=link.number,
+                           request=link.request):
                 continue
             self.stats.toxic_hits[toxic.key] += 1
             if toxic.type == "timeout":

@@ -13,8 +13,14 @@ Semantics follow Toxiproxy where it has the toxic:
   bandwidth   at most `rate` KB/s
 `stream` picks the direction (downstream: gateway → checkout, the default, as in
 Toxiproxy; upstream: checkout → gateway) and `toxicity` the share of *connections* hit.
-`http_error` is ours: it answers a share (`toxicity`) of *requests* with `status`,
-without forwarding them, as a failing load balancer in front of a gateway would.
+
+Two things Toxiproxy cannot do. `http_error` answers a share (`toxicity`) of *requests*
+with `status`, without forwarding them, as a failing load balancer in front of a gateway
+would. And `scope: request` makes any toxic pick a share of *requests* instead of
+connections: a client that keeps connections alive otherwise selects itself a pool of
+unaffected connections (a reset one is replaced, a slow one is busy when the next request
+looks for an idle one), so a per-connection fault of 50 % hits a few requests only —
+while a sick node behind a gateway's load balancer hits a share of requests.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Toxic(BaseModel):
     timeout: int = Field(0, ge=0, le=600_000, description="ms")
     rate: int = Field(0, ge=0, description="KB/s")
     status: Literal[500, 502, 503, 504] = 503
+    scope: Literal["connection", "request"] = "connection"
 
     @model_validator(mode="before")
     @classmethod
@@ -86,7 +93,7 @@ class Toxic(BaseModel):
         attrs = {a: getattr(self, a) for a in sorted(_ATTRIBUTES[self.type])}
         shown = " ".join(f"{k}={v}" for k, v in attrs.items())
         return " ".join(p for p in (f"{self.key}: {self.type}", shown,
-                                    f"toxicity={self.toxicity:g}", self.stream) if p)
+                                    f"toxicity={self.toxicity:g}", self.stream, self.scope) if p)
 
 
 class FaultChooser:
@@ -119,7 +126,13 @@ class FaultChooser:
         return max(0.0, toxic.latency + (2 * u - 1) * toxic.jitter)
 
 
-def applies(toxic: Toxic, *, stream: str, chooser: FaultChooser, connection: int) -> bool:
-    """Does a TCP-level toxic act on this connection's `stream` direction?"""
-    return (toxic.type not in ("http_error", "down") and toxic.stream == stream
-            and chooser.hits_connection(toxic, connection))
+def applies(
+    toxic: Toxic, *, stream: str, chooser: FaultChooser, connection: int, request: int = 0
+) -> bool:
+    """Does a TCP-level toxic act on this connection's `stream` direction, for the request
+    in flight on it (`request` 0: not an HTTP exchange, so the connection decides)?"""
+    if toxic.type in ("http_error", "down") or toxic.stream != stream:
+        return False
+    if toxic.scope == "request" and request > 0:
+        return chooser.hits_request(toxic, request)
+    return chooser.hits_connection(toxic, connection)
