@@ -58,9 +58,15 @@ async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, ca
 
 
 async def run_bench(
-    scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15
+    scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15,
+    hops_only: bool = False,
 ) -> BenchReport:
     report = BenchReport()
+    if hops_only:
+        progress("fault proxy and router: per-request overhead with no fault, against direct")
+        report.figures.update(await hop_overheads())
+        report.notes["method"] = HOPS_METHOD
+        return report
     backend = LocalBackend()
 
     progress(f"stack start/teardown × {cycles}")
@@ -117,7 +123,13 @@ async def run_bench(
     report.figures["bare_rps"] = round(bare_rps, 1)
     report.figures["checkout_to_bare_throughput_ratio"] = round(checkout_rps / bare_rps, 3)
     report.notes["machine"] = "2 cores shared by Locust, the service and Postgres"
+    report.notes["method"] = HOPS_METHOD
     return report
+
+
+HOPS_METHOD = ("proxy_*/router_*: 4 alternating batches of 500 sequential keep-alive requests, "
+               "direct vs through the hop (proxy: POST /v1/charges to the gateway stub with no "
+               "toxic; router: GET /livez of a bare app); added = hop p − direct p")
 
 
 async def _latencies(url: str, n: int, method: str = "GET",

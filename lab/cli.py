@@ -174,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
-    report = _run_async(run_bench(scenario, progress))
+    report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only))
     width = max(len(k) for k in report.figures)
     print("chaoslab bench (one run; compare ratios, not absolute times)")
     for key, value in report.figures.items():
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cleanup)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
+    p.add_argument("--hops-only", action="store_true",
+                   help="only the fault proxy's and the router's per-request overhead")
     p.set_defaults(func=cmd_bench)
     return parser
 
