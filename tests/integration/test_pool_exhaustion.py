@@ -71,7 +71,7 @@ def test_baseline_reproduces_the_500s_from_the_realistic_chain(
     assert max(waiting) >= 1
     # The table shows the verdict with the measured figure.
     assert "baseline  PASS" in proc.stdout
-    assert "[fault] 500 share >= 10%" in proc.stdout
+    assert "[fault] 500 share >= 30%" in proc.stdout
 
 
 def test_timeouts_turn_the_500s_into_503s_with_retry_after(

@@ -33,6 +33,10 @@ from .config import CheckoutConfig
 from .problems import DependencyUnavailable
 
 PAYMENTS = "payments"
+# Problem `reason`s of a breaker's refusal: on arrival, before any work (the fail-fast
+# path), or at the payment step of a request admitted before the breaker opened.
+BREAKER_OPEN = "breaker_open"
+BREAKER_OPEN_AFTER_WAIT = "breaker_open_after_wait"
 CHARGES_PATH = "/v1/charges"
 # Upper bound of one backoff sleep, whatever the attempt number.
 MAX_BACKOFF_S = 1.0
@@ -52,7 +56,7 @@ def _api_key() -> str:
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, PaymentsUnavailable) and exc.reason != "breaker_open"
+    return isinstance(exc, PaymentsUnavailable) and not exc.reason.startswith(BREAKER_OPEN)
 
 
 class PaymentMetrics:
@@ -113,7 +117,7 @@ class PaymentClient:
             self.breaker.check()
         except BreakerOpen as exc:
             self.metrics.attempts.labels("breaker_open").inc()
-            raise PaymentsUnavailable("breaker_open", str(exc), exc.retry_after_s) from exc
+            raise PaymentsUnavailable(BREAKER_OPEN, str(exc), exc.retry_after_s) from exc
 
     async def charge(self, *, amount_cents: int, token: str, order_ref: str) -> dict[str, Any]:
         """Charge once (retries reuse the idempotency key); the gateway's charge object."""
@@ -138,8 +142,11 @@ class PaymentClient:
         try:
             ticket = self.breaker.admit()
         except BreakerOpen as exc:
+            # Admitted while the breaker was closed, refused now: the request may have waited
+            # (for the pool) meanwhile, so this refusal is not the fail-fast path.
             self.metrics.attempts.labels("breaker_open").inc()
-            raise PaymentsUnavailable("breaker_open", str(exc), exc.retry_after_s) from exc
+            raise PaymentsUnavailable(BREAKER_OPEN_AFTER_WAIT, str(exc),
+                                      exc.retry_after_s) from exc
         try:
             result = await self._attempt(body, key)
         except PaymentsUnavailable:

@@ -134,7 +134,7 @@ def make_error_middleware(
     """Build the global error middleware around the service's logger and switches.
 
     `errors_as_503` covers the database, `payment_errors_as_503` the payment gateway; a
-    circuit breaker's refusal (`breaker_open`) is always a 503: it is a deliberate answer.
+    circuit breaker's refusal (`breaker_open*`) is always a 503: it is a deliberate answer.
     """
 
     @web.middleware
@@ -148,7 +148,7 @@ def make_error_middleware(
         except DependencyUnavailable as exc:
             metrics.dependency_failures.labels(exc.dependency, exc.reason).inc()
             as_503 = payment_errors_as_503 if exc.dependency == "payments" else errors_as_503
-            if as_503 or exc.reason == "breaker_open":
+            if as_503 or exc.reason.startswith("breaker_open"):
                 retry_after = exc.retry_after_s or retry_after_s
                 return problem_response(
                     503,
