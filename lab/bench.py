@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 from lab.backends.base import StackRequest
 from lab.backends.local import LocalBackend, wait_http_ok
 from lab.load.locust_process import LocustProcess
@@ -56,9 +58,15 @@ async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, ca
 
 
 async def run_bench(
-    scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15
+    scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15,
+    hops_only: bool = False,
 ) -> BenchReport:
     report = BenchReport()
+    if hops_only:
+        progress("fault proxy and router: per-request overhead with no fault, against direct")
+        report.figures.update(await hop_overheads())
+        report.notes["method"] = HOPS_METHOD
+        return report
     backend = LocalBackend()
 
     progress(f"stack start/teardown × {cycles}")
@@ -108,8 +116,99 @@ async def run_bench(
             bare.stop()
     finally:
         run_dir.remove()
+    progress("fault proxy and router: per-request overhead with no fault, against direct")
+    for key, value in (await hop_overheads()).items():
+        report.figures[key] = value
     report.figures["checkout_rps"] = round(checkout_rps, 1)
     report.figures["bare_rps"] = round(bare_rps, 1)
     report.figures["checkout_to_bare_throughput_ratio"] = round(checkout_rps / bare_rps, 3)
     report.notes["machine"] = "2 cores shared by Locust, the service and Postgres"
+    report.notes["method"] = HOPS_METHOD
     return report
+
+
+HOPS_METHOD = ("proxy_*/router_*: 4 alternating batches of 500 sequential keep-alive requests, "
+               "direct vs through the hop (proxy: POST /v1/charges to the gateway stub with no "
+               "toxic; router: GET /livez of a bare app); added = hop p − direct p")
+
+
+async def _latencies(url: str, n: int, method: str = "GET",
+                     payload: dict[str, object] | None = None,
+                     headers: dict[str, str] | None = None) -> list[float]:
+    """`n` sequential requests on one keep-alive connection; seconds each."""
+    out = []
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=10)
+    ) as http:
+        for _ in range(n):
+            began = time.perf_counter()
+            async with http.request(method, url, json=payload, headers=headers) as resp:
+                await resp.read()
+            out.append(time.perf_counter() - began)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
+
+
+async def _compare(direct_url: str, via_url: str, name: str, n: int, rounds: int,
+                   method: str = "GET", payload: dict[str, object] | None = None,
+                   headers: dict[str, str] | None = None) -> dict[str, float]:
+    """Alternate batches direct / through the hop, so drift on a shared machine hits both."""
+    direct: list[float] = []
+    via: list[float] = []
+    for _ in range(rounds):
+        direct += await _latencies(direct_url, n, method, payload, headers)
+        via += await _latencies(via_url, n, method, payload, headers)
+    out: dict[str, float] = {}
+    for q in (50, 99):
+        d, v = _pct(direct, q), _pct(via, q)
+        out[f"{name}_p{q}_direct_us"] = round(d * 1e6)
+        out[f"{name}_p{q}_added_us"] = round((v - d) * 1e6)
+        out[f"{name}_p{q}_ratio_to_direct"] = round(v / d, 2)
+    return out
+
+
+async def hop_overheads(n: int = 500, rounds: int = 4) -> dict[str, float]:
+    """What the fault proxy (no toxic) adds to a charge, and the router to a request."""
+    run_dir = RunDir.create(new_run_id())
+    procs: list[ManagedProcess] = []
+
+    def spawn(name: str, module: str, env: dict[str, str]) -> ManagedProcess:
+        proc = ManagedProcess(name, [sys.executable, "-m", module], env=python_env(env),
+                              run_id=run_dir.run_id, log_dir=run_dir.path, cwd=REPO_ROOT)
+        procs.append(proc)
+        return proc
+
+    try:
+        pay, listen, admin, bare, router, router_admin = (free_port() for _ in range(6))
+        key = "sk_bench"
+        waits = [
+            (f"http://127.0.0.1:{pay}/health", spawn("payments", "lab.services.payments", {
+                "PAYMENTS_PORT": str(pay), "PAYMENTS_API_KEY": key}), "payments"),
+            (f"http://127.0.0.1:{admin}/health", spawn("proxy", "lab.services.proxy", {
+                "PROXY_LISTEN_PORT": str(listen), "PROXY_ADMIN_PORT": str(admin),
+                "PROXY_UPSTREAM": f"127.0.0.1:{pay}"}), "proxy"),
+            (f"http://127.0.0.1:{bare}/livez", spawn("bare", "lab.services.bare", {
+                "CHECKOUT_PORT": str(bare)}), "bare app"),
+            (f"http://127.0.0.1:{router}/livez", spawn("router", "lab.services.router", {
+                "ROUTER_PORT": str(router), "ROUTER_ADMIN_PORT": str(router_admin),
+                "ROUTER_BACKENDS": f"bare-1=http://127.0.0.1:{bare}",
+                "ROUTER_HEALTH_PATH": "/livez"}), "router"),
+        ]
+        for url, proc, what in waits:
+            await wait_http_ok(url, proc, 20, what)
+        figures = await _compare(
+            f"http://127.0.0.1:{pay}/v1/charges", f"http://127.0.0.1:{listen}/v1/charges",
+            "proxy", n, rounds, "POST",
+            {"amount_cents": 100, "token": "tok", "order_ref": "bench"},
+            {"Authorization": f"Bearer {key}"})
+        figures |= await _compare(f"http://127.0.0.1:{bare}/livez",
+                                  f"http://127.0.0.1:{router}/livez", "router", n, rounds)
+        return figures
+    finally:
+        for proc in procs:
+            proc.stop()
+        run_dir.remove()

@@ -134,6 +134,11 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
+    if args.backend == "docker":
+        from lab.backends.docker import DockerBackend
+
+        for scenario, _ in plan:
+            DockerBackend.check_supported(scenario)
     progress = _ProgressPrinter("off" if args.quiet else args.progress)
     results = RunResults()
     total = sum(len(v) for _, v in plan)
@@ -225,7 +230,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
-    report = _run_async(run_bench(scenario, progress))
+    report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only))
     width = max(len(k) for k in report.figures)
     print("chaoslab bench (one run; compare ratios, not absolute times)")
     for key, value in report.figures.items():
@@ -266,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_images)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
+    p.add_argument("--hops-only", action="store_true",
+                   help="only the fault proxy's and the router's per-request overhead")
     p.set_defaults(func=cmd_bench)
     return parser
 

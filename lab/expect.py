@@ -6,7 +6,8 @@ expectation explains itself without opening the JSON.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 
 from lab.load.classify import matches
 from lab.load.request_log import RequestRecord
@@ -20,13 +21,23 @@ def evaluate(
     records: Sequence[RequestRecord],
     samples: Sequence[Sample],
     windows: Windows,
+    ledger: Mapping[str, int] | None = None,
 ) -> ExpectationResult:
+    if exp.ledger is not None:
+        return _ledger(exp, ledger or {})
+    assert exp.window is not None  # validated at load time
     bounds = windows.range(exp.window)
+    in_bounds = [s for s in samples if bounds[0] <= s.t < bounds[1]]
+    service = exp.service or "checkout"
     if exp.metric is not None:
-        return _metric(exp, [s for s in samples if bounds[0] <= s.t < bounds[1]])
+        if exp.increase is not None:
+            return _increase(exp, [s for s in in_bounds if s.service == service], in_bounds)
+        return _metric(exp, [s for s in in_bounds if s.service == service])
     if exp.health is not None:
-        return _health(exp, [s for s in samples if bounds[0] <= s.t < bounds[1]])
+        return _health(exp, [s for s in in_bounds if s.service == service])
     window = in_window(records, bounds)
+    if exp.reason is not None:
+        window = [r for r in window if r.reason == exp.reason]
     if exp.p50 is not None or exp.p99 is not None:
         return _latency(exp, window)
     return _status(exp, window)
@@ -96,3 +107,45 @@ def _metric(exp: Expectation, samples: Sequence[Sample]) -> ExpectationResult:
         assert exp.min is not None
         value, bound, stat = min(values), exp.min, "min"
     return _result(exp, bound.holds(value), f"{stat} {value:g} over {len(values)} samples", value)
+
+
+def _increase(
+    exp: Expectation, target: Sequence[Sample], all_samples: Sequence[Sample]
+) -> ExpectationResult:
+    """How much a counter rose: over the window, or only between consecutive sampling
+    rounds in which the `while` condition held on a checkout instance."""
+    assert exp.metric is not None and exp.increase is not None
+    per_round: dict[int, float] = {}
+    when: dict[int, float] = {}
+    for s in target:
+        if exp.metric in s.metrics:
+            per_round[s.round] = per_round.get(s.round, 0.0) + s.metrics[exp.metric]
+            when[s.round] = s.t
+    rounds = sorted(per_round)
+    if len(rounds) < 2:
+        return _result(exp, False, f"{exp.metric} was sampled fewer than twice in the window",
+                       None)
+    cond = exp.while_
+    if cond is None:
+        value = per_round[rounds[-1]] - per_round[rounds[0]]
+        return _result(exp, exp.increase.holds(value),
+                       f"rose by {value:g} over {len(rounds)} samples", value)
+    held = {s.round for s in all_samples if s.service == "checkout"
+            and cond.metric in s.metrics and cond.bound.holds(s.metrics[cond.metric])}
+    value, seconds = 0.0, 0.0
+    for a, b in itertools.pairwise(rounds):
+        if a in held and b in held:
+            value += max(0.0, per_round[b] - per_round[a])
+            seconds += when[b] - when[a]
+    if seconds == 0:
+        return _result(exp, False, f"{cond} never held for two samples in a row", None)
+    return _result(exp, exp.increase.holds(value),
+                   f"rose by {value:g} during {seconds:.0f} s while {cond}", value)
+
+
+def _ledger(exp: Expectation, ledger: Mapping[str, int]) -> ExpectationResult:
+    assert exp.ledger is not None and exp.count is not None
+    if exp.ledger not in ledger:
+        return _result(exp, False, "no payment ledger was recorded for this run", None)
+    value = ledger[exp.ledger]
+    return _result(exp, exp.count.holds(value), f"{value}", float(value))

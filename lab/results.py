@@ -77,6 +77,9 @@ class WindowSummary:
     max_ms: float | None
     start_s: float
     end_s: float
+    #: Which instance answered (the X-Instance header the router passes through; `router`
+    #: for the router's own 503s); requests with no answer are not counted here.
+    by_instance: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Sequence[RequestRecord], start_s: float, end_s: float) -> WindowSummary:
@@ -94,6 +97,7 @@ class WindowSummary:
             max_ms=_round(max(latencies) if latencies else None),
             start_s=round(start_s, 3),
             end_s=round(end_s, 3),
+            by_instance=dict(sorted(Counter(r.instance for r in records if r.instance).items())),
         )
 
     def share(self, cls: str) -> float:
@@ -199,6 +203,8 @@ class VariantResult:
     signatures: list[Signature]
     timing: dict[str, float]
     health_samples: list[dict[str, Any]] = field(default_factory=list)
+    #: The payment ledger (lab.ledger): gateway charges against the shop's orders.
+    ledger: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -220,6 +226,7 @@ class VariantResult:
             "evidence": self.evidence,
             "signatures": [s.to_json() for s in self.signatures],
             "timing": self.timing,
+            "ledger": self.ledger,
         }
 
 

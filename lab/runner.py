@@ -13,10 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lab.backends.base import Backend, StackRequest
+from lab.backends.base import Backend, RouterSettings, StackRequest
 from lab.expect import evaluate
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
+from lab.ledger import collect_ledger
 from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
 from lab.results import (
     ExpectationResult,
@@ -88,19 +89,24 @@ async def run_variant(
 
     report("starting")
     began = time.monotonic()
+    router = scenario.variant_router(variant)
     request = StackRequest(
         run_id=run_id,
         instances=scenario.stack.instances,
         checkout_env=scenario.variant_env(variant),
         seed_carts=scenario.stack.seed.carts,
         seed_items_per_cart=scenario.stack.seed.items_per_cart,
+        router=RouterSettings(router.health_path, router.inter, router.fall, router.rise),
+        seed=scenario.seed,
     )
     load_spec = scenario.load
     fault_params = scenario.variant_fault_params(variant)
     async with backend.up(request) as handle:
         stack = handle.stack
-        fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed)
-        sampler = Sampler(stack.instances)
+        fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed,
+                             handle=handle)
+        # Re-read every round: a fault may start or retire checkout instances.
+        sampler = Sampler(lambda: [*stack.instances, *stack.services])
         load = handle.load_generator(load_spec, carts=scenario.stack.seed.carts,
                                      seed=scenario.seed)
         sampler_task = asyncio.create_task(sampler.run())
@@ -133,6 +139,7 @@ async def run_variant(
             load.stop()
             await cancel_and_wait(sampler_task)
         records = read_request_log(load.request_log)
+        ledger = await collect_ledger(stack, records)
         stderr_lines = handle.service_stderr()
         stack_started_in = stack.started_in_s
         teardown_began = time.monotonic()
@@ -140,7 +147,7 @@ async def run_variant(
     total_s = time.monotonic() - began
 
     windows = Windows(load_start, fault_start, fault_end, end)
-    results = [evaluate(exp, records, sampler.samples, windows) for exp in spec.expect]
+    results = [evaluate(exp, records, sampler.samples, windows, ledger) for exp in spec.expect]
     results.append(_evidence_verdict(fault))
     return VariantResult(
         scenario=scenario.name,
@@ -162,6 +169,7 @@ async def run_variant(
             "total_s": round(total_s, 3),
             "overhead_s": round(total_s - load_spec.duration, 3),
         },
+        ledger=ledger,
     )
 
 
@@ -190,7 +198,9 @@ def _window_summaries(records: list[RequestRecord], windows: Windows) -> dict[st
 
 def _evidence_verdict(fault: Fault) -> ExpectationResult:
     facts = fault.evidence.facts
-    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if k not in ("definition",))
+    # Long facts (definitions, schedules, change logs) stay in the JSON only.
+    hidden = ("definition", "schedule", "changes")
+    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if k not in hidden)
     return ExpectationResult(
         text=f"[fault] {fault.kind} took effect (evidence recorded)",
         passed=fault.evidence.took_effect,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +25,12 @@ class Sample:
     instance: str
     health: str  # HTTP status as a string, or "timeout"/"error"
     metrics: dict[str, float] = field(default_factory=dict)
+    service: str = "checkout"  # checkout | router | proxy | payments
+    round: int = 0  # samples of one round were taken together, about once a second
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": round(self.t, 3), "instance": self.instance, "health": self.health,
-                "metrics": self.metrics}
+        return {"t": round(self.t, 3), "instance": self.instance, "service": self.service,
+                "health": self.health, "metrics": self.metrics}
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -47,10 +49,22 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 class Sampler:
-    def __init__(self, instances: Sequence[ServiceInstance], interval: float = 1.0) -> None:
-        self.instances = instances
+    """`instances` may be a callable: the stack's parts are re-read every round, so an
+    instance a fault starts (or retires) is sampled from (or until) that moment."""
+
+    def __init__(
+        self,
+        instances: Sequence[ServiceInstance] | Callable[[], Sequence[ServiceInstance]],
+        interval: float = 1.0,
+    ) -> None:
+        self._instances = instances
         self.interval = interval
         self.samples: list[Sample] = []
+        self._round = 0
+
+    @property
+    def instances(self) -> Sequence[ServiceInstance]:
+        return self._instances() if callable(self._instances) else self._instances
 
     async def run(self) -> None:
         """Sample until cancelled."""
@@ -58,6 +72,7 @@ class Sampler:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 started = time.monotonic()
+                self._round += 1
                 await asyncio.gather(*(self._sample(http, i) for i in self.instances))
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -72,7 +87,7 @@ class Sampler:
                 parsed = parse_metrics(metrics[1])
             except ValueError:
                 parsed = {}
-        self.samples.append(Sample(now, inst.name, health[0], parsed))
+        self.samples.append(Sample(now, inst.name, health[0], parsed, inst.service, self._round))
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[str, str]:

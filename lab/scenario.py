@@ -27,34 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from lab.durations import Duration
 from lab.errors import ScenarioError
 from lab.faults.registry import params_problems
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # ---------------------------------------------------------------- small value types
-
-
-def _parse_duration(value: Any) -> float:
-    """'40s', '2m', '500ms' or a bare number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*", value)
-        if not m:
-            raise ValueError(f"expected a duration like '30s', '2m' or '500ms', got {value!r}")
-        number, unit = float(m.group(1)), m.group(2) or "s"
-        seconds = {"ms": number / 1000, "s": number, "m": number * 60}[unit]
-    else:
-        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError("expected a non-negative duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_parse_duration)]
 
 def _eq(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
@@ -166,6 +145,39 @@ def _parse_window(value: Any) -> str:
 WindowName = Annotated[str, BeforeValidator(_parse_window)]
 
 
+_CONDITION_RE = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|>|<)\s*"
+                           r"(-?[0-9]+(?:\.[0-9]+)?)\s*")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """'checkout_breaker_open >= 1': a sampled checkout metric compared with a number."""
+
+    metric: str
+    bound: Bound
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.bound}"
+
+
+def _parse_condition(value: Any) -> Condition:
+    if isinstance(value, Condition):
+        return value
+    m = _CONDITION_RE.fullmatch(str(value))
+    if not m:
+        raise ValueError(f"expected '<metric> <op> <number>' such as "
+                         f"'checkout_breaker_open >= 1', got {value!r}")
+    return Condition(m.group(1), Bound(m.group(2), float(m.group(3)), ""))
+
+
+MetricCondition = Annotated[Condition, BeforeValidator(_parse_condition)]
+
+# Figures of a run's payment ledger (lab.ledger), for `ledger:` expectations.
+LEDGER_FIGURES = ("charges", "double_charges", "duplicate_attempts", "charged_without_order",
+                  "unmatched_charges", "confirmed_orders", "pending_orders",
+                  "pending_unaccounted", "fallback_responses")
+
+
 def window_offset(window: str) -> tuple[str, float]:
     """'after+5s' → ('after', 5.0)."""
     m = _WINDOW_RE.fullmatch(window)
@@ -199,10 +211,28 @@ class SeedSpec(_Strict):
     items_per_cart: int = Field(10, ge=1, le=100)
 
 
+class RouterSpec(_Strict):
+    """The router's active health checks, with HAProxy's meaning: check `health_path`
+    every `inter`; out of rotation after `fall` failures in a row, back after `rise` passes."""
+
+    health_path: str = Field("/health", pattern=r"^/[^\s]*$")
+    inter: Duration = 0.5
+    fall: int = Field(2, ge=1, le=100)
+    rise: int = Field(2, ge=1, le=100)
+
+    @field_validator("inter")
+    @classmethod
+    def _sane_inter(cls, v: float) -> float:
+        if not 0.01 <= v <= 60:
+            raise ValueError("expected an interval between 10ms and 60s")
+        return v
+
+
 class StackSpec(_Strict):
-    instances: int = Field(1, ge=1, le=1, description="more than one needs the router")
+    instances: int = Field(1, ge=1, le=4, description="checkout instances behind the router")
     config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
     seed: SeedSpec = Field(default_factory=SeedSpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
 
 
 REQUEST_KINDS = ("checkout", "health")
@@ -255,11 +285,15 @@ class Expectation(_Strict):
     """One claim about the run, checked against what was measured.
 
     Exactly one subject: a status/class share or count, a latency percentile, /health
-    samples, or a sampled metric.
+    samples, a sampled metric, or a figure of the run's payment ledger.
     """
 
-    window: WindowName
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    window: WindowName | None = None
     status: StatusSelector | None = None
+    #: Only responses whose problem+json `reason` is this (e.g. breaker_open).
+    reason: str | None = Field(None, pattern=r"^[a-z0-9_]+$")
     count: CountBound | None = None
     rate: RateBound | None = None
     retry_after: bool = False
@@ -267,8 +301,15 @@ class Expectation(_Strict):
     p99: LatencyBound | None = None
     health: StatusSelector | None = None
     metric: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    #: Whose /health or /metrics: checkout (default), router, proxy, payments.
+    service: Literal["checkout", "router", "proxy", "payments"] | None = None
     max: NumberBound | None = None
     min: NumberBound | None = None
+    #: How much a counter rose over the window (last sample − first).
+    increase: NumberBound | None = None
+    #: Count only seconds when a checkout metric met this, e.g. 'checkout_breaker_open >= 1'.
+    while_: MetricCondition | None = Field(None, alias="while")
+    ledger: Literal[LEDGER_FIGURES] | None = None  # type: ignore[valid-type]
     note: str | None = None
 
     @model_validator(mode="after")
@@ -277,14 +318,33 @@ class Expectation(_Strict):
         amount = self.count is not None or self.rate is not None
         if self.count is not None and self.rate is not None:
             raise ValueError("give either 'count' or 'rate', not both")
+        stats = [b for b in (self.max, self.min, self.increase) if b is not None]
+        if self.ledger is not None:
+            if self.window is not None:
+                raise ValueError("a 'ledger' figure is counted over the whole run: no 'window'")
+            if (self.status or self.health or self.metric or self.rate or latency or stats
+                    or self.retry_after or self.count is None):
+                raise ValueError("a 'ledger' expectation takes only 'count'")
+            return self
+        if self.window is None:
+            raise ValueError("required field 'window' is missing")
+        if self.service is not None and self.metric is None and self.health is None:
+            raise ValueError("'service' goes with 'metric' or 'health'")
+        if self.reason is not None and (self.metric or self.health or self.status is None):
+            raise ValueError("'reason' narrows a 'status' expectation")
         if self.metric is not None:
             if self.status or self.health or amount or latency or self.retry_after:
-                raise ValueError("a 'metric' expectation takes only 'max' or 'min'")
-            if (self.max is None) == (self.min is None):
-                raise ValueError("a 'metric' expectation needs exactly one of 'max' or 'min'")
+                raise ValueError("a 'metric' expectation takes only 'max', 'min' or 'increase'")
+            if len(stats) != 1:
+                raise ValueError(
+                    "a 'metric' expectation needs exactly one of 'max', 'min' or 'increase'")
+            if self.while_ is not None and self.increase is None:
+                raise ValueError("'while' goes with 'increase'")
             return self
-        if self.max is not None or self.min is not None:
-            raise ValueError("'max'/'min' go with 'metric'")
+        if stats:
+            raise ValueError("'max'/'min'/'increase' go with 'metric'")
+        if self.while_ is not None:
+            raise ValueError("'while' goes with 'metric' and 'increase'")
         if self.health is not None:
             if self.status or latency or self.retry_after:
                 raise ValueError("a 'health' expectation takes only 'count' or 'rate'")
@@ -307,20 +367,27 @@ class Expectation(_Strict):
     @property
     def text(self) -> str:
         """The expectation as a sentence, for tables and results."""
+        if self.ledger is not None:
+            return f"[run] ledger {self.ledger} {self.count}"
         where = f"[{self.window}]"
+        whose = f"{self.service} " if self.service and self.service != "checkout" else ""
         if self.metric is not None:
-            stat, bound = ("max", self.max) if self.max is not None else ("min", self.min)
-            return f"{where} {stat} of {self.metric} {bound}"
+            stat, limit = next((n, b) for n, b in (("max", self.max), ("min", self.min),
+                                                     ("increase", self.increase))
+                               if b is not None)
+            during = f" while {self.while_}" if self.while_ is not None else ""
+            return f"{where} {stat} of {whose}{self.metric}{during} {limit}"
         if self.health is not None:
-            return f"{where} /health answered {self.health} {self._amount_text()}"
+            return f"{where} {whose}/health answered {self.health} {self._amount_text()}"
+        status = f"{self.status} ({self.reason})" if self.reason else self.status
         if self.p50 is not None or self.p99 is not None:
             which = "p50" if self.p50 is not None else "p99"
             bound = self.p50 if self.p50 is not None else self.p99
-            of = f" of {self.status}" if self.status else ""
+            of = f" of {status}" if self.status else ""
             return f"{where} {which} latency{of} {bound}"
         parts = []
         if self.count is not None or self.rate is not None:
-            parts.append(f"{self.status} {self._amount_text()}")
+            parts.append(f"{status} {self._amount_text()}")
         if self.retry_after:
             parts.append(f"every {self.status} carries Retry-After")
         return f"{where} " + "; ".join(parts)
@@ -334,6 +401,7 @@ class Expectation(_Strict):
 class Variant(_Strict):
     description: str = ""
     config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
+    router: RouterSpec | None = Field(None, description="replaces stack.router for this variant")
     fault: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the fault's params for this variant"
     )
@@ -367,6 +435,9 @@ class Scenario(_Strict):
     def variant_env(self, variant: str) -> dict[str, str]:
         """The checkout environment of one variant: the stack's config, then its overrides."""
         return {**self.stack.config, **self.variants[variant].config}
+
+    def variant_router(self, variant: str) -> RouterSpec:
+        return self.variants[variant].router or self.stack.router
 
     def variant_fault_params(self, variant: str) -> dict[str, Any]:
         return {**self.fault.params, **self.variants[variant].fault}

@@ -5,14 +5,26 @@ The runner only sees these types, so a scenario runs unchanged on any backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # scenario → faults → backends.base: a runtime import would be a cycle
     from lab.scenario import LoadSpec
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """The router's health checks, with HAProxy's meaning (see lab.services.router.health):
+    check `health_path` every `inter_s`; DOWN after `fall` failures in a row, UP after
+    `rise` passes in a row."""
+
+    health_path: str = "/health"
+    inter_s: float = 0.5
+    fall: int = 2
+    rise: int = 2
 
 
 @dataclass(frozen=True)
@@ -24,12 +36,28 @@ class StackRequest:
     checkout_env: dict[str, str]
     seed_carts: int
     seed_items_per_cart: int
+    router: RouterSettings = field(default_factory=RouterSettings)
+    #: The scenario's seed: the fault proxy's random choices derive from it.
+    seed: int = 1
 
 
 @dataclass(frozen=True)
 class ServiceInstance:
     name: str
     base_url: str
+    #: What it is: `checkout`, or `router` / `proxy` / `payments` (sampled on their admin
+    #: or own port: /health and /metrics).
+    service: str = "checkout"
+
+
+@dataclass(frozen=True)
+class StartedInstance:
+    """A checkout instance a fault started (e.g. the new version of a rolling deploy)."""
+
+    name: str
+    base_url: str
+    pid: int | None
+    started_at: float  # epoch seconds
 
 
 @dataclass
@@ -43,6 +71,41 @@ class Stack:
     instances: Sequence[ServiceInstance]
     work_dir: str
     started_in_s: float = 0.0
+    #: The other parts the lab samples: router, fault proxy, payment gateway.
+    services: Sequence[ServiceInstance] = field(default_factory=list)
+
+    def service(self, kind: str) -> ServiceInstance | None:
+        return next((s for s in self.services if s.service == kind), None)
+
+
+class RouterControl(Protocol):
+    """The router's runtime API, whatever implements it (our router, HAProxy)."""
+
+    async def backends(self) -> list[dict[str, Any]]:
+        """Each backend: name, url, state (up/down), in_rotation, in_flight, served."""
+
+    async def add_backend(self, name: str, base_url: str) -> None:
+        """Register a backend; it starts DOWN and enters rotation after `rise` passes."""
+
+    async def remove_backend(self, name: str, drain_s: float = 10.0) -> dict[str, Any]:
+        """Take it out of rotation at once; return when its in-flight requests ended."""
+
+    async def events(self) -> list[dict[str, Any]]:
+        """UP/DOWN transitions, additions and removals, timestamped."""
+
+
+class ProxyControl(Protocol):
+    """The fault proxy's runtime API (the same proxy on every backend)."""
+
+    async def set_toxic(self, toxic: Mapping[str, Any]) -> None: ...
+
+    async def remove_toxic(self, name: str) -> None: ...
+
+    async def reset(self) -> None:
+        """Remove every toxic."""
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters, live toxics and the log of changes."""
 
 
 class LoadGenerator(Protocol):
@@ -62,7 +125,7 @@ class LoadGenerator(Protocol):
 
 
 class StackHandle(Protocol):
-    """The live side of a stack: the backend fills in logs when asked."""
+    """The live side of a stack: logs, and the operations faults perform on it."""
 
     stack: Stack
 
@@ -71,6 +134,30 @@ class StackHandle(Protocol):
 
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LoadGenerator:
         """Locust aimed at the stack's entry point, from inside the backend's network."""
+
+    @property
+    def router(self) -> RouterControl: ...
+
+    @property
+    def proxy(self) -> ProxyControl: ...
+
+    async def start_instance(
+        self, name: str, *, env: Mapping[str, str] | None = None, unset: Sequence[str] = ()
+    ) -> StartedInstance:
+        """Start another checkout instance with the stack's checkout environment, plus
+        `env`, minus the variables in `unset`; return as soon as it was launched (it may
+        still fail: see `instance_exit`). It is not added to the router."""
+
+    def instance_exit(self, name: str) -> int | None:
+        """The instance's exit code, or None while it runs."""
+
+    def instance_stderr(self, name: str) -> list[str]: ...
+
+    def instance_environ(self, name: str) -> dict[str, str] | None:
+        """The environment the instance really runs with (None once it has exited)."""
+
+    async def stop_instance(self, name: str) -> int | None:
+        """Stop it (SIGTERM, then SIGKILL) and forget it; its exit code."""
 
 
 class Backend(Protocol):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +22,26 @@ from typing import Any
 
 import aiohttp
 
-from lab.backends.base import ServiceInstance, Stack, StackRequest
+from lab.backends.base import (
+    ProxyControl,
+    RouterControl,
+    ServiceInstance,
+    Stack,
+    StackRequest,
+    StartedInstance,
+)
 from lab.errors import BackendError, LoadError
 from lab.images import IMAGES, check_images, engine
 from lab.load.locust_process import locust_argv, locust_env
 from lab.postgres import DATABASE, SERVER_SETTINGS, SUPERUSER, create_lab_database
 from lab.runs import RunDir, run_is_active
-from lab.scenario import LoadSpec
+from lab.scenario import LoadSpec, Scenario
 
 RUN_LABEL = "org.chaoslab.run-id"
+#: Fault kinds whose machinery runs in containers so far. The router (HAProxy), payment
+#: gateway and fault proxy are not containerised yet, so faults that act on them — and
+#: the verdicts that depend on them — are refused before anything starts.
+SUPPORTED_FAULTS = frozenset({"drop-index"})
 CHECKOUT_PORT = 8080
 LOCUSTFILE_IN_IMAGE = "/opt/lab/lib/python3.11/site-packages/lab/load/locustfile.py"
 REQUEST_LOG_IN_CONTAINER = "/run-data/requests.jsonl"
@@ -160,6 +171,33 @@ class DockerStackHandle:
                     errors="replace").splitlines()
         return lines
 
+    def _missing(self, what: str) -> BackendError:
+        return BackendError(f"the docker backend does not run {what} yet")
+
+    @property
+    def router(self) -> RouterControl:
+        raise self._missing("the router")
+
+    @property
+    def proxy(self) -> ProxyControl:
+        raise self._missing("the fault proxy")
+
+    async def start_instance(self, name: str, *, env: Mapping[str, str] | None = None,
+                             unset: Sequence[str] = ()) -> StartedInstance:
+        raise self._missing("extra checkout instances")
+
+    def instance_exit(self, name: str) -> int | None:
+        raise self._missing("extra checkout instances")
+
+    def instance_stderr(self, name: str) -> list[str]:
+        raise self._missing("extra checkout instances")
+
+    def instance_environ(self, name: str) -> dict[str, str] | None:
+        raise self._missing("extra checkout instances")
+
+    async def stop_instance(self, name: str) -> int | None:
+        raise self._missing("extra checkout instances")
+
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustContainer:
         return LocustContainer(self.client, self.stack.run_id, self.network,
                                Path(self.stack.work_dir), self.stack.entry_url, spec, carts,
@@ -168,6 +206,14 @@ class DockerStackHandle:
 
 class DockerBackend:
     name = "docker"
+
+    @staticmethod
+    def check_supported(scenario: Scenario) -> None:
+        if scenario.fault.kind not in SUPPORTED_FAULTS:
+            raise BackendError(
+                f"{scenario.name}: the docker backend cannot run fault '{scenario.fault.kind}' "
+                f"yet (it runs: {', '.join(sorted(SUPPORTED_FAULTS))}); use --backend local"
+            )
 
     @asynccontextmanager
     async def up(self, request: StackRequest) -> AsyncIterator[DockerStackHandle]:

@@ -1,23 +1,28 @@
 """The local backend: the stack as processes on this machine, bound to 127.0.0.1.
 
-Postgres, then the schema and seed, then the checkout instances; torn down in reverse
-order on every way out of the `up()` context, and the run directory removed.
+Postgres, then the schema and seed; then, started together, the payment gateway stub,
+the fault proxy in front of it, the checkout instances (calling the gateway through the
+proxy) and the router in front of them — load always enters through the router. Torn
+down in reverse order on every way out of the `up()` context, and the run directory
+removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from lab.backends.base import ServiceInstance, Stack, StackRequest
-from lab.errors import BackendError
+from lab.backends.base import ServiceInstance, Stack, StackRequest, StartedInstance
+from lab.backends.controls import HttpProxyControl, HttpRouterControl
+from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
 from lab.postgres import PostgresServer, free_port
 from lab.processes import REPO_ROOT, ManagedProcess, python_env
@@ -25,11 +30,20 @@ from lab.runs import RunDir
 from lab.scenario import LoadSpec
 from lab.services.checkout.schema import migrate
 
+# How long the stack may take to answer once its processes are launched (imports are
+# slow on a loaded 2-core machine).
+SERVICE_START_TIMEOUT_S = 20.0
+
 
 @dataclass
 class LocalStackHandle:
     stack: Stack
+    run_id: str = ""
+    logs: Path = Path()
+    checkout_env: dict[str, str] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
+    router_admin: str = ""
+    proxy_admin: str = ""
 
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustProcess:
         return LocustProcess(spec, self.stack.entry_url, run_id=self.stack.run_id,
@@ -45,6 +59,68 @@ class LocalStackHandle:
                 except OSError:
                     continue
         return lines
+
+    @property
+    def router(self) -> HttpRouterControl:
+        return HttpRouterControl(self.router_admin)
+
+    @property
+    def proxy(self) -> HttpProxyControl:
+        return HttpProxyControl(self.proxy_admin)
+
+    def _process(self, name: str) -> ManagedProcess:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise FaultError(f"no instance named {name!r} in this stack")
+
+    def launch_checkout(self, name: str, env: Mapping[str, str]) -> ServiceInstance:
+        port = free_port()
+        full = python_env({**env, "CHECKOUT_HOST": "127.0.0.1", "CHECKOUT_PORT": str(port),
+                           "CHECKOUT_INSTANCE": name})
+        self.processes.append(ManagedProcess(
+            name, [sys.executable, "-m", "lab.services.checkout", "serve"],
+            env=full, run_id=self.run_id, log_dir=self.logs, cwd=REPO_ROOT,
+        ))
+        return ServiceInstance(name, f"http://127.0.0.1:{port}")
+
+    async def start_instance(
+        self, name: str, *, env: Mapping[str, str] | None = None, unset: Sequence[str] = ()
+    ) -> StartedInstance:
+        if any(p.name == name for p in self.processes):
+            raise FaultError(f"an instance named {name!r} exists already")
+        wanted = {k: v for k, v in {**self.checkout_env, **(env or {})}.items()
+                  if k not in set(unset)}
+        inst = self.launch_checkout(name, wanted)
+        proc = self._process(name)
+        self.stack.instances = [*self.stack.instances, inst]
+        return StartedInstance(name, inst.base_url, proc.pid, time.time())
+
+    def instance_exit(self, name: str) -> int | None:
+        return self._process(name).poll()
+
+    def instance_stderr(self, name: str) -> list[str]:
+        try:
+            return self._process(name).stderr_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def instance_environ(self, name: str) -> dict[str, str] | None:
+        proc = self._process(name)
+        if proc.poll() is not None:
+            return None
+        try:
+            raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        except OSError:
+            return None
+        pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+    async def stop_instance(self, name: str) -> int | None:
+        proc = self._process(name)
+        code = await asyncio.to_thread(proc.stop)
+        self.stack.instances = [i for i in self.stack.instances if i.name != name]
+        return code
 
 
 async def wait_http_ok(
@@ -67,6 +143,22 @@ async def wait_http_ok(
     raise BackendError(f"{what} did not answer {url} within {timeout:g}s:\n{proc.stderr_tail()}")
 
 
+async def wait_in_rotation(router: HttpRouterControl, names: Sequence[str],
+                           timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    state: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            state = await router.backends()
+        except FaultError:
+            state = []
+        if {str(b["name"]) for b in state if b.get("in_rotation")} >= set(names):
+            return
+        await asyncio.sleep(0.1)
+    raise BackendError(f"the router did not put {', '.join(names)} in rotation within "
+                       f"{timeout:g}s: {state}")
+
+
 class LocalBackend:
     name = "local"
 
@@ -84,35 +176,15 @@ class LocalBackend:
             except Exception as exc:
                 raise BackendError(f"schema migration and seed failed: {exc}") from exc
             handle = LocalStackHandle(
-                Stack(
-                    backend=self.name,
-                    run_id=request.run_id,
-                    entry_url="",
-                    db_dsn=postgres.dsn,
-                    instances=[],
-                    work_dir=str(run_dir.path),
-                )
+                Stack(backend=self.name, run_id=request.run_id, entry_url="",
+                      db_dsn=postgres.dsn, instances=[], work_dir=str(run_dir.path)),
+                run_id=request.run_id, logs=logs,
             )
-            instances: list[ServiceInstance] = []
-            for i in range(1, request.instances + 1):
-                name = f"checkout-{i}"
-                port = free_port()
-                env = python_env({
-                    **request.checkout_env,
-                    "CHECKOUT_HOST": "127.0.0.1",
-                    "CHECKOUT_PORT": str(port),
-                    "CHECKOUT_INSTANCE": name,
-                    "DATABASE_URL": postgres.dsn,
-                })
-                handle.processes.append(ManagedProcess(
-                    name, [sys.executable, "-m", "lab.services.checkout", "serve"],
-                    env=env, run_id=request.run_id, log_dir=logs, cwd=REPO_ROOT,
-                ))
-                instances.append(ServiceInstance(name, f"http://127.0.0.1:{port}"))
-            handle.stack.instances = instances
-            handle.stack.entry_url = instances[0].base_url
-            for proc, inst in zip(handle.processes, instances, strict=True):
-                await wait_http_ok(f"{inst.base_url}/livez", proc, 15, inst.name)
+            waits = self._launch(handle, request, postgres.dsn)
+            for url, proc, what in waits:
+                await wait_http_ok(url, proc, SERVICE_START_TIMEOUT_S, what)
+            await wait_in_rotation(handle.router, [i.name for i in handle.stack.instances],
+                                   SERVICE_START_TIMEOUT_S)
             handle.stack.started_in_s = time.monotonic() - started
             yield handle
         finally:
@@ -121,3 +193,51 @@ class LocalBackend:
                     proc.stop()
             postgres.stop()
             run_dir.remove()
+
+    def _launch(self, handle: LocalStackHandle, request: StackRequest,
+                dsn: str) -> list[tuple[str, ManagedProcess, str]]:
+        """Start gateway, proxy, checkouts and router at once (their imports overlap);
+        return what to wait for."""
+        def spawn(name: str, module: str, env: dict[str, str]) -> ManagedProcess:
+            proc = ManagedProcess(name, [sys.executable, "-m", module], env=python_env(env),
+                                  run_id=request.run_id, log_dir=handle.logs, cwd=REPO_ROOT)
+            handle.processes.append(proc)
+            return proc
+
+        api_key = f"sk_lab_{secrets.token_hex(12)}"
+        pay_port, proxy_port, proxy_admin, router_port, router_admin = (
+            free_port() for _ in range(5))
+        payments = spawn("payments", "lab.services.payments",
+                         {"PAYMENTS_PORT": str(pay_port), "PAYMENTS_API_KEY": api_key})
+        proxy = spawn("proxy", "lab.services.proxy", {
+            "PROXY_LISTEN_PORT": str(proxy_port), "PROXY_ADMIN_PORT": str(proxy_admin),
+            "PROXY_UPSTREAM": f"127.0.0.1:{pay_port}", "PROXY_SEED": str(request.seed)})
+        handle.checkout_env = {
+            "PAYMENT_URL": f"http://127.0.0.1:{proxy_port}", "PAYMENT_API_KEY": api_key,
+            **request.checkout_env, "DATABASE_URL": dsn,
+        }
+        instances = [handle.launch_checkout(f"checkout-{i}", handle.checkout_env)
+                     for i in range(1, request.instances + 1)]
+        r = request.router
+        router = spawn("router", "lab.services.router", {
+            "ROUTER_PORT": str(router_port), "ROUTER_ADMIN_PORT": str(router_admin),
+            "ROUTER_BACKENDS": ",".join(f"{i.name}={i.base_url}" for i in instances),
+            "ROUTER_HEALTH_PATH": r.health_path, "ROUTER_INTER_MS": str(round(r.inter_s * 1000)),
+            "ROUTER_FALL": str(r.fall), "ROUTER_RISE": str(r.rise),
+            "ROUTER_RETRY_AFTER_S": request.checkout_env.get("RETRY_AFTER_S", "1"),
+        })
+        handle.router_admin = f"http://127.0.0.1:{router_admin}"
+        handle.proxy_admin = f"http://127.0.0.1:{proxy_admin}"
+        stack = handle.stack
+        stack.instances = instances
+        stack.entry_url = f"http://127.0.0.1:{router_port}"
+        stack.services = [
+            ServiceInstance("router", handle.router_admin, "router"),
+            ServiceInstance("proxy", handle.proxy_admin, "proxy"),
+            ServiceInstance("payments", f"http://127.0.0.1:{pay_port}", "payments"),
+        ]
+        waits = [(f"http://127.0.0.1:{pay_port}/health", payments, "payment gateway"),
+                 (f"{handle.proxy_admin}/health", proxy, "fault proxy")]
+        waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name) for i in instances]
+        waits.append((f"{handle.router_admin}/health", router, "router"))
+        return waits

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from lab.backends.base import Stack
+from lab.backends.base import Stack, StackHandle
+from lab.errors import FaultError
 
 
 class FaultParams(BaseModel):
@@ -43,13 +44,24 @@ class Fault:
     Params: ClassVar[type[FaultParams]]
     description: ClassVar[str]
 
-    def __init__(self, params: FaultParams, stack: Stack, seed: int) -> None:
+    def __init__(
+        self, params: FaultParams, stack: Stack, seed: int, handle: StackHandle | None = None
+    ) -> None:
         self.params = params
         self.stack = stack
         self.seed = seed
+        #: The live stack, for faults that act on it (start an instance, drive the router or
+        #: the fault proxy) through the backend-neutral operations of `StackHandle`.
+        self._handle = handle
         self.evidence = Evidence()
         self.injected_at: float | None = None
         self.reverted_at: float | None = None
+
+    @property
+    def handle(self) -> StackHandle:
+        if self._handle is None:
+            raise FaultError(f"{self.kind}: this fault needs the live stack (pass handle=)")
+        return self._handle
 
     async def inject(self) -> None:
         raise NotImplementedError

@@ -6,11 +6,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lab.backends.base import Stack
+from lab.backends.base import Stack, StackHandle
 from lab.faults.base import Fault, FaultParams
 from lab.faults.drop_index import DropIndex
+from lab.faults.gateway import GatewayFault
+from lab.faults.rolling_deploy import RollingDeploy
 
-FAULT_KINDS: dict[str, type[Fault]] = {cls.kind: cls for cls in (DropIndex,)}
+FAULT_KINDS: dict[str, type[Fault]] = {
+    cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy)
+}
 
 
 def params_problems(kind: str, params: dict[str, Any], where: str) -> list[str]:
@@ -32,7 +36,9 @@ def params_problems(kind: str, params: dict[str, Any], where: str) -> list[str]:
     return []
 
 
-def create_fault(kind: str, params: dict[str, Any], stack: Stack, seed: int) -> Fault:
+def create_fault(
+    kind: str, params: dict[str, Any], stack: Stack, seed: int, handle: StackHandle | None = None
+) -> Fault:
     cls = FAULT_KINDS[kind]
     parsed: FaultParams = cls.Params.model_validate(params)
-    return cls(parsed, stack, seed)
+    return cls(parsed, stack, seed, handle=handle)

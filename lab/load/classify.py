@@ -36,6 +36,14 @@ def classify_body(status: int, content_type: str, body: bytes) -> str:
     return "plain"
 
 
+def problem_reason(body: bytes) -> str | None:
+    """The `reason` member of a problem+json body (which dependency failure, or the
+    router's own answer), so the lab can tell a breaker's fast 503 from a slow one."""
+    doc = _json_object(body)
+    reason = doc.get("reason") if doc is not None else None
+    return reason[:64] if isinstance(reason, str) else None
+
+
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(body)

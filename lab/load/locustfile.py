@@ -23,7 +23,7 @@ from typing import Any
 from locust import between, constant, events
 from locust.contrib.fasthttp import FastHttpUser
 
-from lab.load.classify import classify_body
+from lab.load.classify import classify_body, problem_reason
 
 SPEC: dict[str, Any] = json.loads(os.environ.get("CHAOSLAB_LOAD_SPEC", "{}") or "{}")
 _LOG_PATH = os.environ.get("CHAOSLAB_REQUEST_LOG", os.devnull)
@@ -53,6 +53,7 @@ def _log_request(
 ) -> None:
     status = int(getattr(response, "status_code", 0) or 0)
     transport_error = getattr(response, "error", None) if status == 0 else None
+    reason = None
     if status == 0:
         outcome = "timeout" if _is_timeout(transport_error or exception) else "error"
         kind = "none"
@@ -68,6 +69,8 @@ def _log_request(
         except Exception:  # the body itself timed out or was cut
             body = b""
         kind = classify_body(status, headers.get("Content-Type", "") or "", body)
+        if kind == "problem":
+            reason = problem_reason(body)
     record = {
         "t": round(start_time if start_time is not None else time.time(), 6),
         "ms": round(response_time, 3),
@@ -78,6 +81,8 @@ def _log_request(
         "request": name,
         "instance": instance,
     }
+    if reason:
+        record["reason"] = reason
     if outcome != "response":
         record["error"] = type(transport_error or exception).__name__
     _LOG.write(json.dumps(record) + "\n")

@@ -23,6 +23,7 @@ class RequestRecord:
     body_kind: str  # ok | lying_200 | fallback | problem | plain | none
     request: str  # endpoint kind, e.g. "checkout"
     instance: str | None  # which service instance answered (X-Instance header)
+    reason: str | None = None  # a problem+json body's `reason` (e.g. breaker_open, router)
 
     @property
     def cls(self) -> str:
@@ -50,6 +51,7 @@ class RequestRecord:
             body_kind=str(doc.get("kind", "none")),
             request=str(doc.get("request", "")),
             instance=str(instance) if instance else None,
+            reason=str(doc["reason"]) if doc.get("reason") else None,
         )
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from lab.results import RunResults, VariantResult, WindowSummary
 
-_COLUMNS = ("variant", "verdict", "2xx", "500", "503 (Retry-After)", "timeout", "other",
-            "p50 ms", "p99 ms")
+_COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "503 (Retry-After)", "timeout",
+            "other", "p50 ms", "p99 ms")
 
 
 def _mix(w: WindowSummary) -> list[str]:
     c = w.by_class
     ok = c.get("2xx", 0) + c.get("fallback", 0)
+    lying = c.get("lying_200", 0)
     s503 = c.get("503", 0)
     ra = w.retry_after.get("503", 0)
-    other = w.total - ok - c.get("500", 0) - s503 - c.get("timeout", 0)
+    other = w.total - ok - lying - c.get("500", 0) - s503 - c.get("timeout", 0)
     return [
-        str(ok), str(c.get("500", 0)), f"{s503} ({ra})" if s503 else "0",
-        str(c.get("timeout", 0)), str(other),
+        str(ok), f"{lying} !" if lying else "0", str(c.get("500", 0)),
+        f"{s503} ({ra})" if s503 else "0", str(c.get("timeout", 0)), str(other),
         "-" if w.p50_ms is None else f"{w.p50_ms:.0f}",
         "-" if w.p99_ms is None else f"{w.p99_ms:.0f}",
     ]
@@ -41,7 +42,9 @@ def render_table(results: RunResults) -> str:
     for v in results.variants:
         by_scenario.setdefault(v.scenario, []).append(v)
     for scenario, variants in by_scenario.items():
-        out.append(f"{scenario}: status mix during the fault window")
+        out.append(f"{scenario}: status mix during the fault window "
+                   "(2xx = honest successes incl. fallbacks; lying 200 = a 2xx whose body "
+                   "says it failed)")
         rows = [list(_COLUMNS)]
         for v in variants:
             rows.append([v.name, "PASS" if v.passed else "FAIL", *_mix(v.windows["fault"])])
@@ -52,6 +55,27 @@ def render_table(results: RunResults) -> str:
             for e in v.expectations:
                 mark = "ok  " if e.passed else "FAIL"
                 out.append(f"  {mark} {e.text}: {e.measured}")
+            lying = sum(w.by_class.get("lying_200", 0) for w in v.windows.values())
+            if lying:
+                out.append(f"  LYING 200s: {lying} responses said 200 but their body reported a "
+                           "failure; counted as failures, never as successes")
+            fallback = v.windows["fault"].by_class.get("fallback", 0)
+            if fallback:
+                out.append(f"  fallbacks: {fallback} honest degraded answers during the fault "
+                           "(counted under 2xx)")
+            if v.ledger:
+                led = v.ledger
+                out.append(
+                    f"  ledger: {led['charges']} charges, {led['double_charges']} double, "
+                    f"{led['duplicate_attempts']} retries answered with the original charge, "
+                    f"{led['confirmed_orders']} confirmed orders, {led['pending_orders']} "
+                    f"pending, {led['charged_without_order']} charged without an order")
+            if v.windows["fault"].by_instance and len(
+                    {i for w in v.windows.values() for i in w.by_instance}) > 1:
+                served = "; ".join(
+                    f"{name}: " + ", ".join(f"{i} {n}" for i, n in w.by_instance.items())
+                    for name, w in v.windows.items())
+                out.append(f"  served by: {served}")
             if v.signatures:
                 top = v.signatures[0]
                 out.append(f"  server log: {sum(s.count for s in v.signatures)} unhandled "

@@ -12,14 +12,26 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
 from .config import CheckoutConfig, redact_dsn
 from .db import Database
-from .handlers import CONFIG, DB, METRICS, SESSIONS, complete_checkout, health, livez, metrics
+from .handlers import (
+    CONFIG,
+    DB,
+    METRICS,
+    PAYMENTS,
+    SESSIONS,
+    complete_checkout,
+    health,
+    livez,
+    metrics,
+)
 from .logs import JsonLog
 from .metrics import ServiceMetrics
+from .payments import PaymentClient
 from .problems import make_error_middleware
 from .sessions import SessionStore, make_session_middleware
 
@@ -48,6 +60,7 @@ def build_app(config: CheckoutConfig, log: JsonLog) -> web.Application:
                 metrics=service_metrics,
                 errors_as_503=config.db_errors_as_503,
                 retry_after_s=config.retry_after_s,
+                payment_errors_as_503=config.payments.errors_as_503,
             ),
             make_session_middleware(sessions),
         ]
@@ -66,6 +79,7 @@ def build_app(config: CheckoutConfig, log: JsonLog) -> web.Application:
 
     app.on_response_prepare.append(add_instance_header)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_payments_ctx)
     app.cleanup_ctx.append(_session_sweeper_ctx)
 
     async def log_stopped(_app: web.Application) -> None:
@@ -98,6 +112,17 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DB] = db
     yield
     await db.close(timeout_s=max(config.shutdown_timeout_s, 0.1))
+
+
+async def _payments_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The gateway client (when PAYMENT_URL is set), its connection pool and metrics."""
+    config = app[CONFIG]
+    if config.payments.url is None:
+        yield
+        return
+    async with aiohttp.ClientSession() as http:
+        app[PAYMENTS] = PaymentClient(config, http, app[METRICS].registry)
+        yield
 
 
 async def _session_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -154,6 +154,10 @@ class CheckoutConfig:
     session_ttl_ms: int
     #: How long a SIGTERM waits for in-flight requests before cancelling them.
     shutdown_timeout_s: float
+    #: The payment gateway client and its resilience switches.
+    payments: PaymentSettings = field(default_factory=lambda: PaymentSettings())
+    #: Which required variables are missing, and what start-up and readiness do about it.
+    config_checks: ConfigChecks = field(default_factory=lambda: ConfigChecks())
 
     @property
     def acquire_timeout_s(self) -> float | None:
@@ -186,6 +190,8 @@ class CheckoutConfig:
             "READINESS_MAX_POOL_USE": self.readiness_max_pool_use,
             "SESSION_TTL_MS": self.session_ttl_ms,
             "SHUTDOWN_TIMEOUT_S": self.shutdown_timeout_s,
+            **self.payments.public(),
+            **self.config_checks.public(),
         }
 
     @classmethod
@@ -215,4 +221,119 @@ class CheckoutConfig:
             ),
             session_ttl_ms=r.integer("SESSION_TTL_MS", 1500, minimum=1),
             shutdown_timeout_s=r.number("SHUTDOWN_TIMEOUT_S", 5.0, minimum=0.0, maximum=3600.0),
+            payments=PaymentSettings.from_env(r),
+            config_checks=ConfigChecks.from_env(r),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """The payment step: where the gateway is, and every resilience switch around it.
+
+    Unset `PAYMENT_URL` means no payment step (orders are confirmed unpaid), which only the
+    database-only tests use; the lab's stacks always set it. `PAYMENT_API_KEY` is not kept
+    here: the incident's client reads it from the environment where it uses it.
+    """
+
+    url: str | None = None
+    #: Per-attempt timeout; 0 = none (the incident's client waits forever).
+    timeout_ms: int = 0
+    #: Extra attempts after a failure (timeouts, resets, 5xx); 0 = none.
+    retries: int = 0
+    #: Base of the full-jitter exponential backoff between attempts.
+    retry_backoff_ms: int = 50
+    #: Send an `Idempotency-Key` (the checkout's order reference) with every attempt.
+    idempotency_keys: bool = False
+    #: Gateway failures answer 503 + Retry-After instead of a 500.
+    errors_as_503: bool = False
+    breaker: bool = False
+    breaker_failures: int = 5
+    breaker_reset_ms: int = 2000
+    #: On a gateway failure, accept the order as payment pending (202) for later capture.
+    fallback: bool = False
+    #: The anti-pattern: turn a gateway failure into a 200 whose body says it failed.
+    swallow_errors: bool = False
+
+    @classmethod
+    def from_env(cls, r: EnvReader) -> PaymentSettings:
+        url = r.raw("PAYMENT_URL")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError("PAYMENT_URL", "an http:// or https:// URL", url)
+        settings = cls(
+            url=url,
+            timeout_ms=r.integer("PAYMENT_TIMEOUT_MS", 0, maximum=600_000),
+            retries=r.integer("PAYMENT_RETRIES", 0, maximum=10),
+            retry_backoff_ms=r.integer("PAYMENT_RETRY_BACKOFF_MS", 50, minimum=1,
+                                       maximum=60_000),
+            idempotency_keys=r.boolean("PAYMENT_IDEMPOTENCY_KEYS", False),
+            errors_as_503=r.boolean("PAYMENT_ERRORS_AS_503", False),
+            breaker=r.boolean("PAYMENT_BREAKER", False),
+            breaker_failures=r.integer("PAYMENT_BREAKER_FAILURES", 5, minimum=1, maximum=1000),
+            breaker_reset_ms=r.integer("PAYMENT_BREAKER_RESET_MS", 2000, minimum=1,
+                                       maximum=3_600_000),
+            fallback=r.boolean("PAYMENT_FALLBACK", False),
+            swallow_errors=r.boolean("PAYMENT_SWALLOW_ERRORS", False),
+        )
+        if settings.fallback and settings.swallow_errors:
+            raise ConfigError("PAYMENT_SWALLOW_ERRORS",
+                              "false when PAYMENT_FALLBACK is on (one failure policy)", "true")
+        return settings
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "PAYMENT_URL": self.url,
+            "PAYMENT_TIMEOUT_MS": self.timeout_ms,
+            "PAYMENT_RETRIES": self.retries,
+            "PAYMENT_RETRY_BACKOFF_MS": self.retry_backoff_ms,
+            "PAYMENT_IDEMPOTENCY_KEYS": self.idempotency_keys,
+            "PAYMENT_ERRORS_AS_503": self.errors_as_503,
+            "PAYMENT_BREAKER": self.breaker,
+            "PAYMENT_BREAKER_FAILURES": self.breaker_failures,
+            "PAYMENT_BREAKER_RESET_MS": self.breaker_reset_ms,
+            "PAYMENT_FALLBACK": self.fallback,
+            "PAYMENT_SWALLOW_ERRORS": self.swallow_errors,
+        }
+
+
+class RequiredVariableMissing(ConfigError):
+    """A variable the service cannot work without is unset (start-up validation)."""
+
+    def __init__(self, var: str) -> None:
+        super().__init__(var, "a value (required)", None)
+        self.args = (f"STARTUP_FAILURE: required environment variable '{var}' is not set",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChecks:
+    """What the service does about required variables that are missing.
+
+    Required: `PAYMENT_API_KEY` whenever `PAYMENT_URL` is set. With neither switch (the
+    incident) a missing key goes unnoticed until a checkout needs it.
+    """
+
+    #: Refuse to start: one `STARTUP_FAILURE` line, exit 2, before the port is bound.
+    startup_validation: bool = False
+    #: Start, but report the missing variables in /health with a 503 (not ready).
+    readiness_checks_config: bool = False
+    missing: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, r: EnvReader) -> ConfigChecks:
+        missing = ("PAYMENT_API_KEY",) if (
+            r.is_set("PAYMENT_URL") and not r.is_set("PAYMENT_API_KEY")) else ()
+        checks = cls(
+            startup_validation=r.boolean("STARTUP_VALIDATION", False),
+            readiness_checks_config=r.boolean("READINESS_CHECKS_CONFIG", False),
+            missing=missing,
+        )
+        if checks.startup_validation and missing:
+            raise RequiredVariableMissing(missing[0])
+        return checks
+
+    def public(self) -> dict[str, Any]:
+        return {"STARTUP_VALIDATION": self.startup_validation,
+                "READINESS_CHECKS_CONFIG": self.readiness_checks_config,
+                "MISSING_REQUIRED": list(self.missing)}

@@ -223,13 +223,34 @@ async def fetch_stock(conn: Any, skus: Sequence[str]) -> dict[str, int]:
     return {r["sku"]: r["stock"] for r in rows}
 
 
-async def insert_order(conn: Any, *, cart_id: int, user_id: int, total_cents: int) -> int:
-    """Persist a confirmed order and return its id."""
+async def insert_order(
+    conn: Any, *, cart_id: int, user_id: int, total_cents: int, status: str = "CONFIRMED"
+) -> int:
+    """Persist an order (confirmed unless told otherwise) and return its id."""
     order_id = await conn.fetchval(
         "INSERT INTO orders (cart_id, user_id, total_cents, status)"
-        " VALUES ($1, $2, $3, 'CONFIRMED') RETURNING id",
+        " VALUES ($1, $2, $3, $4) RETURNING id",
         cart_id,
         user_id,
         total_cents,
+        status,
     )
     return int(order_id)
+
+
+PAYMENT_PENDING = "PAYMENT_PENDING"
+
+
+async def insert_pending_order(
+    conn: Any, *, cart_id: int, user_id: int, total_cents: int, order_ref: str
+) -> int:
+    """The payment fallback: an order accepted as payment pending, and its entry in the
+    capture queue (same transaction, so no pending order can lack one)."""
+    async with conn.transaction():
+        order_id = await insert_order(conn, cart_id=cart_id, user_id=user_id,
+                                      total_cents=total_cents, status=PAYMENT_PENDING)
+        await conn.execute(
+            "INSERT INTO payment_captures (order_id, order_ref, amount_cents) VALUES ($1, $2, $3)",
+            order_id, order_ref, total_cents,
+        )
+    return order_id

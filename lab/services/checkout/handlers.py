@@ -8,14 +8,16 @@ gone), and the session read *after* the database work, without a None check.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import CheckoutConfig
-from .db import Database, fetch_cart_items, fetch_stock, insert_order
+from .db import Database, fetch_cart_items, fetch_stock, insert_order, insert_pending_order
 from .metrics import ServiceMetrics
+from .payments import PaymentClient
 from .problems import DependencyUnavailable, problem_response
 from .sessions import SESSION_ID, SessionStore
 
@@ -25,6 +27,8 @@ CONFIG = web.AppKey("config", CheckoutConfig)
 DB = web.AppKey("db", Database)
 SESSIONS = web.AppKey("sessions", SessionStore)
 METRICS = web.AppKey("metrics", ServiceMetrics)
+PAYMENTS = web.AppKey("payments", PaymentClient)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class CheckoutRequest(BaseModel):
@@ -72,6 +76,9 @@ async def complete_checkout(request: web.Request) -> web.Response:
         return parsed
     db = request.app[DB]
     sessions = request.app[SESSIONS]
+    payments = request.app.get(PAYMENTS)
+    if payments is not None and not request.app[CONFIG].payments.fallback:
+        payments.fail_fast()  # an open breaker refuses before any work (the fallback needs it)
 
     async with db.connection() as conn:
         items = await fetch_cart_items(conn, parsed.cart_id)
@@ -94,6 +101,33 @@ async def complete_checkout(request: web.Request) -> web.Response:
         session = sessions.get(request.get(SESSION_ID, ""))
         user_id = session.user_id  # type: ignore[union-attr]  # middleware created it
 
+        # Charge between the inventory check and the order insert, still holding the
+        # pooled connection (as the incident's code did): a slow gateway holds it too.
+        if payments is not None:
+            order_ref = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
+            try:
+                await payments.charge(amount_cents=total_cents, token=parsed.payment_token,
+                                      order_ref=order_ref)
+            except DependencyUnavailable as exc:
+                settings = request.app[CONFIG].payments
+                if settings.fallback:
+                    order_id = await insert_pending_order(
+                        conn, cart_id=parsed.cart_id, user_id=user_id,
+                        total_cents=total_cents, order_ref=order_ref,
+                    )
+                    return web.json_response(
+                        {"order_id": order_id, "status": "payment_pending",
+                         "total_cents": total_cents,
+                         "detail": "Order accepted; the payment will be captured later."},
+                        status=202,
+                    )
+                if settings.swallow_errors:
+                    # The anti-pattern the lab must catch: a failure dressed as a 200.
+                    return web.json_response(
+                        {"order_id": None, "status": "failed", "error": str(exc)}, status=200
+                    )
+                raise
+
         order_id = await insert_order(
             conn, cart_id=parsed.cart_id, user_id=user_id, total_cents=total_cents
         )
@@ -108,6 +142,11 @@ async def health(request: web.Request) -> web.Response:
     db = request.app[DB]
     ready = True
     checks: dict[str, Any] = {"config": {"status": "pass"}}
+    missing = config.config_checks.missing
+    if missing:
+        gated = config.config_checks.readiness_checks_config
+        ready = not gated
+        checks["config"] = {"status": "fail" if gated else "warn", "missing": list(missing)}
 
     try:
         latency_s = await db.probe()
@@ -129,6 +168,18 @@ async def health(request: web.Request) -> web.Response:
         "use": round(pool.use, 3),
         "threshold": threshold if threshold > 0 else None,
     }
+
+    payments = request.app.get(PAYMENTS)
+    if payments is not None and payments.breaker is not None:
+        # Reported, not gated on: an open breaker is this instance coping with the gateway,
+        # and taking every instance out of rotation for it would turn a partial outage
+        # into a total one.
+        state = payments.breaker.state
+        checks["payments_breaker"] = {
+            "status": "pass" if state == "closed" else "warn",
+            "state": str(state),
+            "consecutive_failures": payments.breaker.consecutive_failures,
+        }
 
     body = {
         "status": "ready" if ready else "unavailable",

@@ -43,6 +43,8 @@ class DependencyUnavailable(Exception):
         self.dependency = dependency
         self.reason = reason
         self.detail = detail
+        #: A Retry-After the dependency suggests (e.g. a breaker's time left); else the default.
+        self.retry_after_s: int | None = None
         message = f"{dependency} unavailable: {reason}"
         super().__init__(f"{message} ({detail})" if detail else message)
 
@@ -78,11 +80,14 @@ def _reason(status: int) -> str:
 
 
 def describe_frame(exc: BaseException) -> str:
-    """`path:line in function` of the innermost traceback frame: where it was raised."""
+    """`path:line in function` of the innermost frame in the service's own code (where our
+    code raised or called what raised); the innermost frame of all when none is ours, so
+    `os.environ[...]` shows the line that read the environment, not `<frozen os>`."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return "<unknown>"
-    frame = frames[-1]
+    ours = [f for f in frames if _is_ours(f.filename)]
+    frame = ours[-1] if ours else frames[-1]
     path = Path(frame.filename)
     try:
         shown = path.resolve().relative_to(_PROJECT_ROOT).as_posix()
@@ -94,6 +99,17 @@ def describe_frame(exc: BaseException) -> str:
             else frame.filename
         )
     return f"{shown}:{frame.lineno} in {frame.name}"
+
+
+def _is_ours(filename: str) -> bool:
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return False
+    try:
+        path.resolve().relative_to(_PROJECT_ROOT / "lab")
+    except ValueError:
+        return False
+    return True
 
 
 def _http_exception_problem(exc: web.HTTPException) -> web.Response:
@@ -113,8 +129,13 @@ def make_error_middleware(
     metrics: ServiceMetrics,
     errors_as_503: bool,
     retry_after_s: int,
+    payment_errors_as_503: bool = False,
 ) -> Middleware:
-    """Build the global error middleware around the service's logger and switches."""
+    """Build the global error middleware around the service's logger and switches.
+
+    `errors_as_503` covers the database, `payment_errors_as_503` the payment gateway; a
+    circuit breaker's refusal (`breaker_open*`) is always a 503: it is a deliberate answer.
+    """
 
     @web.middleware
     async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,11 +147,13 @@ def make_error_middleware(
             return _http_exception_problem(exc)
         except DependencyUnavailable as exc:
             metrics.dependency_failures.labels(exc.dependency, exc.reason).inc()
-            if errors_as_503:
+            as_503 = payment_errors_as_503 if exc.dependency == "payments" else errors_as_503
+            if as_503 or exc.reason.startswith("breaker_open"):
+                retry_after = exc.retry_after_s or retry_after_s
                 return problem_response(
                     503,
                     detail=f"{exc.dependency} is unavailable ({exc.reason}); retry later.",
-                    headers={"Retry-After": str(retry_after_s)},
+                    headers={"Retry-After": str(retry_after)},
                     dependency=exc.dependency,
                     reason=exc.reason,
                 )

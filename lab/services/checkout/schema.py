@@ -95,6 +95,19 @@ SEED: tuple[str, ...] = (
 )
 
 
+# The payment fallback's capture queue: orders accepted as payment pending, with the
+# reference a capture job (or reconciliation) charges them under.
+PAYMENTS_SCHEMA = """
+DROP TABLE IF EXISTS payment_captures;
+CREATE TABLE payment_captures (
+    order_id      bigint PRIMARY KEY REFERENCES orders (id),
+    order_ref     text NOT NULL,
+    amount_cents  bigint NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
 async def migrate(dsn: str, carts: int, items_per_cart: int) -> None:
     """Drop and recreate the schema, then seed `carts * items_per_cart` cart lines."""
     if carts < 1 or items_per_cart < 1:
@@ -103,6 +116,7 @@ async def migrate(dsn: str, carts: int, items_per_cart: int) -> None:
     try:
         async with conn.transaction():
             await conn.execute(SCHEMA)
+            await conn.execute(PAYMENTS_SCHEMA)
             for statement in SEED:
                 # Postgres rejects unused parameters, so pass only those referenced.
                 params = [v for n, v in ((1, carts), (2, items_per_cart)) if f"${n}" in statement]

@@ -1,0 +1,125 @@
+"""Expectations added for the payment incidents: metrics of other services, counter
+increases while a condition held, a problem's reason, and the payment ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from lab.expect import evaluate
+from lab.ledger import figures
+from lab.load.request_log import RequestRecord
+from lab.results import Windows
+from lab.sampler import Sample
+from lab.scenario import Expectation
+
+W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
+
+
+def exp(**kw: Any) -> Expectation:
+    return Expectation.model_validate(kw)
+
+
+def rec(t: float, status: int | None, ms: float = 10.0, *, reason: str | None = None,
+        kind: str = "ok") -> RequestRecord:
+    return RequestRecord(start=t, latency_ms=ms, status=status, outcome="response",
+                         retry_after=status == 503, body_kind=kind, request="checkout",
+                         instance="checkout-1", reason=reason)
+
+
+def samples() -> list[Sample]:
+    """Rounds 1..20 at 1010..1029: the breaker is open in rounds 3-7; the proxy's request
+    counter rises by 10 a round, except by 1 a round while the breaker is open."""
+    out, total = [], 0.0
+    for rnd in range(1, 21):
+        t = 1009.5 + rnd
+        is_open = 3 <= rnd <= 7
+        total += 1 if 4 <= rnd <= 7 else 10
+        out.append(Sample(t, "checkout-1", "200",
+                          {"checkout_breaker_open": float(is_open),
+                           "checkout_breaker_closed": float(rnd >= 9)}, "checkout", rnd))
+        out.append(Sample(t, "proxy", "200", {"proxy_requests_total": total}, "proxy", rnd))
+    return out
+
+
+def check(records: list[RequestRecord] | None = None, **kw: Any) -> tuple[bool, str]:
+    r = evaluate(exp(**kw), records or [], samples(), W)
+    return r.passed, r.measured
+
+
+def test_increase_of_another_services_counter_while_a_condition_held() -> None:
+    # Rounds 3..7 are open: pairs (3,4) (4,5) (5,6) (6,7) rose by 1 each.
+    assert check(window="fault", service="proxy", metric="proxy_requests_total",
+                 increase="<= 4", **{"while": "checkout_breaker_open >= 1"}) == (
+        True, "rose by 4 during 4 s while checkout_breaker_open >= 1")
+    assert not check(window="fault", service="proxy", metric="proxy_requests_total",
+                     increase="<= 3", **{"while": "checkout_breaker_open >= 1"})[0]
+    # Never held → fails, whatever the bound.
+    assert check(window="fault", service="proxy", metric="proxy_requests_total",
+                 increase=">= 0", **{"while": "checkout_breaker_open >= 2"}) == (
+        False, "checkout_breaker_open >= 2 never held for two samples in a row")
+
+
+def test_plain_increase_and_service_filter() -> None:
+    assert check(window="after", metric="checkout_breaker_closed", increase=">= 1") == (
+        False, "rose by 0 over 10 samples")
+    ok, measured = check(window="fault", metric="checkout_breaker_closed", increase=">= 1")
+    assert ok and measured == "rose by 1 over 10 samples"
+    # max over the checkout only: the proxy's counter is not mixed in.
+    assert check(window="fault", metric="checkout_breaker_open", max="== 1")[0]
+    assert check(window="fault", metric="proxy_requests_total", max=">= 0") == (
+        False, "proxy_requests_total was never sampled in the window")
+
+
+def test_reason_narrows_status_and_latency() -> None:
+    records = ([rec(1011 + i * 0.1, 503, 900, reason="timeout") for i in range(5)]
+               + [rec(1012 + i * 0.01, 503, 8, reason="breaker_open") for i in range(95)])
+    assert check(records, window="fault", status=503, reason="breaker_open",
+                 p99="<= 50ms") == (True, "p99 8 ms over 95")
+    assert check(records, window="fault", status=503, p99="<= 50ms") == (
+        False, "p99 900 ms over 100")
+    assert check(records, window="fault", status=503, reason="breaker_open",
+                 count="== 95") == (True, "95 of 95")
+
+
+def test_ledger_expectations() -> None:
+    ledger = {"double_charges": 0, "duplicate_attempts": 12}
+    r = evaluate(exp(ledger="double_charges", count="== 0"), [], [], W, ledger)
+    assert (r.passed, r.measured, r.text) == (True, "0", "[run] ledger double_charges == 0")
+    assert not evaluate(exp(ledger="duplicate_attempts", count="== 0"), [], [], W, ledger).passed
+    assert evaluate(exp(ledger="charges", count=">= 0"), [], [], W, {}).measured == (
+        "no payment ledger was recorded for this run")
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"ledger": "double_charges", "count": "== 0", "window": "fault"}, "no 'window'"),
+    ({"ledger": "double_charges", "rate": "<= 1%"}, "takes only 'count'"),
+    ({"ledger": "nonsense", "count": "== 0"}, "ledger"),
+    ({"status": 500, "count": "== 0"}, "'window' is missing"),
+    ({"window": "fault", "metric": "m", "max": "== 1", "increase": ">= 1"}, "exactly one"),
+    ({"window": "fault", "metric": "m", "max": "== 1", "while": "x >= 1"}, "'while' goes"),
+    ({"window": "fault", "metric": "m", "increase": "== 1", "while": "x"}, "<metric> <op>"),
+    ({"window": "fault", "status": 500, "count": "== 0", "service": "proxy"}, "'service' goes"),
+    ({"window": "fault", "health": 503, "count": "== 0", "reason": "x"}, "'reason' narrows"),
+])
+def test_new_fields_are_validated(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        exp(**doc)
+
+
+def test_ledger_figures() -> None:
+    records = [rec(1011, 202, kind="fallback") for _ in range(3)] + [rec(1012, 201)]
+    out = figures(
+        stats={"charges": 12, "duplicate_attempts": 5},
+        per_ref={"a": 1, "b": 2, "c": 1, "d": 1, "p1": 1, **{f"x{i}": 1 for i in range(6)}},
+        by_status={"CONFIRMED": 9, "PAYMENT_PENDING": 3},
+        capture_refs={"p1", "p2", "p3"},
+        records=records,
+    )
+    assert out == {
+        "charges": 12, "double_charges": 1, "duplicate_attempts": 5, "confirmed_orders": 9,
+        "unmatched_charges": 3, "charged_without_order": 1, "pending_orders": 3,
+        "fallback_responses": 3, "pending_unaccounted": 0,
+    }
