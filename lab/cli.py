@@ -20,8 +20,8 @@ from lab.backends.base import Backend
 from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
 from lab.report.table import render_table
-from lab.results import RunResults
-from lab.runner import Progress, run_variant
+from lab.results import RunResults, Skipped
+from lab.runner import Progress, run_variant, skip_reason
 from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
 
@@ -131,8 +131,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = _backend(args.backend)
     progress = _ProgressPrinter(args.quiet)
     results = RunResults()
-    total = sum(len(v) for _, v in plan)
+    runnable = []
     for scenario, variants in plan:
+        if (reason := skip_reason(scenario, backend)) is not None:
+            results.skipped.append(Skipped(scenario.name, variants, reason))
+            _err(f"skipping {scenario.name}: {reason}")
+        else:
+            runnable.append((scenario, variants))
+    if not runnable:
+        if args.json:
+            _write_json(Path(args.json), results)
+        print(render_table(results))
+        return EXIT_STACK  # nothing could run here; the reasons are above
+    total = sum(len(v) for _, v in runnable)
+    for scenario, variants in runnable:
         for name in variants:
             index = len(results.variants) + 1
             result = _run_async(

@@ -12,7 +12,7 @@ from lab.load.classify import matches
 from lab.load.request_log import RequestRecord
 from lab.results import ExpectationResult, Windows, in_window, percentile
 from lab.sampler import Sample
-from lab.scenario import Bound, Expectation
+from lab.scenario import Expectation
 
 
 def evaluate(
@@ -23,6 +23,8 @@ def evaluate(
 ) -> ExpectationResult:
     bounds = windows.range(exp.window)
     if exp.metric is not None:
+        if exp.increase is not None:
+            return _increase(exp, samples, bounds)
         return _metric(exp, [s for s in samples if bounds[0] <= s.t < bounds[1]])
     if exp.health is not None:
         return _health(exp, [s for s in samples if bounds[0] <= s.t < bounds[1]])
@@ -89,10 +91,38 @@ def _metric(exp: Expectation, samples: Sequence[Sample]) -> ExpectationResult:
     values = [s.metrics[exp.metric] for s in samples if exp.metric in s.metrics]
     if not values:
         return _result(exp, False, f"{exp.metric} was never sampled in the window", None)
-    bound: Bound
-    if exp.max is not None:
-        value, bound, stat = max(values), exp.max, "max"
-    else:
-        assert exp.min is not None
-        value, bound, stat = min(values), exp.min, "min"
+    stat, bound = exp.metric_stat()
+    value = max(values) if stat == "max" else min(values)
     return _result(exp, bound.holds(value), f"{stat} {value:g} over {len(values)} samples", value)
+
+
+def _increase(
+    exp: Expectation, samples: Sequence[Sample], bounds: tuple[float, float]
+) -> ExpectationResult:
+    """How much a counter grew over the window, summed over instances: per instance, its
+    last sample in the window minus the last sample before the window began (or, with
+    none, the window's first sample).
+
+    Starting from the sample *before* the window counts what happened between that sample
+    and the first one inside, such as a recompute right at injection.
+    """
+    assert exp.metric is not None and exp.increase is not None
+    total, sampled, parts = 0.0, 0, []
+    for instance in sorted({s.instance for s in samples}):
+        series = [
+            (s.t, s.metrics[exp.metric])
+            for s in samples
+            if s.instance == instance and exp.metric in s.metrics
+        ]
+        before = [v for t, v in series if t < bounds[0]]
+        inside = [v for t, v in series if bounds[0] <= t < bounds[1]]
+        if not inside:
+            continue
+        start = before[-1] if before else inside[0]
+        total += inside[-1] - start
+        sampled += len(inside)
+        parts.append(f"{start:g} → {inside[-1]:g}")
+    if not sampled:
+        return _result(exp, False, f"{exp.metric} was never sampled in the window", None)
+    measured = f"increase {total:g} ({', '.join(parts)}; {sampled} samples)"
+    return _result(exp, exp.increase.holds(total), measured, total)

@@ -28,33 +28,13 @@ from pydantic import (
 )
 
 from lab.errors import ScenarioError
-from lab.faults.registry import params_problems
+from lab.faults.registry import params_problems, stack_problems
+from lab.units import ByteSize, Duration, format_size
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # ---------------------------------------------------------------- small value types
 
-
-def _parse_duration(value: Any) -> float:
-    """'40s', '2m', '500ms' or a bare number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*", value)
-        if not m:
-            raise ValueError(f"expected a duration like '30s', '2m' or '500ms', got {value!r}")
-        number, unit = float(m.group(1)), m.group(2) or "s"
-        seconds = {"ms": number / 1000, "s": number, "m": number * 60}[unit]
-    else:
-        raise ValueError("expected a duration like '30s', '2m' or '500ms'")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError("expected a non-negative duration")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_parse_duration)]
 
 def _eq(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
@@ -199,19 +179,40 @@ class SeedSpec(_Strict):
     items_per_cart: int = Field(10, ge=1, le=100)
 
 
+DATA_VOLUME_MIN = 1 << 20
+DATA_VOLUME_MAX = 1 << 30
+
+
+class DataVolumeSpec(_Strict):
+    """A size-limited filesystem for each checkout instance's DATA_DIR (receipts, its log)."""
+
+    size: ByteSize
+
+    @field_validator("size")
+    @classmethod
+    def _sensible(cls, v: int) -> int:
+        if not DATA_VOLUME_MIN <= v <= DATA_VOLUME_MAX:
+            raise ValueError(
+                f"expected a size from {format_size(DATA_VOLUME_MIN)} to "
+                f"{format_size(DATA_VOLUME_MAX)}, e.g. '8MiB'; got {v} bytes"
+            )
+        return v
+
+
 class StackSpec(_Strict):
     instances: int = Field(1, ge=1, le=1, description="more than one needs the router")
     config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
     seed: SeedSpec = Field(default_factory=SeedSpec)
+    data_volume: DataVolumeSpec | None = None
 
 
-REQUEST_KINDS = ("checkout", "health")
+REQUEST_KINDS = ("checkout", "health", "catalog")
 
 
 class Endpoint(_Strict):
     """One kind of request the simulated users send, and how often relative to the others."""
 
-    request: Literal["checkout", "health"]
+    request: Literal["checkout", "health", "catalog"]
     weight: int = Field(1, ge=1, le=1000)
 
 
@@ -269,6 +270,9 @@ class Expectation(_Strict):
     metric: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     max: NumberBound | None = None
     min: NumberBound | None = None
+    increase: NumberBound | None = Field(
+        None, description="last sample in the window minus the last one before it (counters)"
+    )
     note: str | None = None
 
     @model_validator(mode="after")
@@ -277,14 +281,17 @@ class Expectation(_Strict):
         amount = self.count is not None or self.rate is not None
         if self.count is not None and self.rate is not None:
             raise ValueError("give either 'count' or 'rate', not both")
+        stats = [s for s in (self.max, self.min, self.increase) if s is not None]
         if self.metric is not None:
             if self.status or self.health or amount or latency or self.retry_after:
-                raise ValueError("a 'metric' expectation takes only 'max' or 'min'")
-            if (self.max is None) == (self.min is None):
-                raise ValueError("a 'metric' expectation needs exactly one of 'max' or 'min'")
+                raise ValueError("a 'metric' expectation takes only 'max', 'min' or 'increase'")
+            if len(stats) != 1:
+                raise ValueError(
+                    "a 'metric' expectation needs exactly one of 'max', 'min' or 'increase'"
+                )
             return self
-        if self.max is not None or self.min is not None:
-            raise ValueError("'max'/'min' go with 'metric'")
+        if stats:
+            raise ValueError("'max'/'min'/'increase' go with 'metric'")
         if self.health is not None:
             if self.status or latency or self.retry_after:
                 raise ValueError("a 'health' expectation takes only 'count' or 'rate'")
@@ -309,8 +316,8 @@ class Expectation(_Strict):
         """The expectation as a sentence, for tables and results."""
         where = f"[{self.window}]"
         if self.metric is not None:
-            stat, bound = ("max", self.max) if self.max is not None else ("min", self.min)
-            return f"{where} {stat} of {self.metric} {bound}"
+            stat, metric_bound = self.metric_stat()
+            return f"{where} {stat} of {self.metric} {metric_bound}"
         if self.health is not None:
             return f"{where} /health answered {self.health} {self._amount_text()}"
         if self.p50 is not None or self.p99 is not None:
@@ -324,6 +331,13 @@ class Expectation(_Strict):
         if self.retry_after:
             parts.append(f"every {self.status} carries Retry-After")
         return f"{where} " + "; ".join(parts)
+
+    def metric_stat(self) -> tuple[str, Bound]:
+        """('max' | 'min' | 'increase', its bound) of a metric expectation."""
+        for stat, bound in (("max", self.max), ("min", self.min), ("increase", self.increase)):
+            if bound is not None:
+                return stat, bound
+        raise ValueError("not a metric expectation")
 
     def _amount_text(self) -> str:
         if self.count is not None:
@@ -420,6 +434,8 @@ def load_scenario_file(path: Path) -> Scenario:
     if scenario.name != path.stem:
         problems.append(f"name: expected {path.stem!r} (the file's name), got {scenario.name!r}")
     problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
+    problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
+    problems += _data_dir_problems(scenario)
     if not problems:
         for name in scenario.variants:
             problems += params_problems(
@@ -428,6 +444,22 @@ def load_scenario_file(path: Path) -> Scenario:
     if problems:
         raise ScenarioError(str(path), problems)
     return scenario
+
+
+def _data_dir_problems(scenario: Scenario) -> list[str]:
+    """With a data volume the lab sets DATA_DIR itself; a config that also sets it is a
+    mistake that would write outside the size-limited filesystem."""
+    if scenario.stack.data_volume is None:
+        return []
+    configs = [("stack.config", scenario.stack.config)] + [
+        (f"variants.{name}.config", v.config) for name, v in scenario.variants.items()
+    ]
+    return [
+        f"{where}.DATA_DIR: set by stack.data_volume (the lab mounts the volume and points "
+        "DATA_DIR at it); remove it"
+        for where, config in configs
+        if "DATA_DIR" in config
+    ]
 
 
 def scenario_paths(directory: Path = SCENARIO_DIR) -> list[Path]:

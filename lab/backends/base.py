@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -20,6 +20,8 @@ class StackRequest:
     checkout_env: dict[str, str]
     seed_carts: int
     seed_items_per_cart: int
+    #: Give each checkout instance a data directory on a filesystem of this many bytes.
+    data_volume_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,18 @@ class Stack:
     instances: Sequence[ServiceInstance]
     work_dir: str
     started_in_s: float = 0.0
+    data_volumes: list[DataVolume] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """An instance's size-limited data directory, and how the lab reaches it."""
+
+    instance: str
+    mount_point: str  # DATA_DIR, as the service sees it
+    host_path: str  # the same directory as the lab sees it (e.g. /proc/<pid>/root/...)
+    size_bytes: int
+    source: str  # the mount's name, unique to the run (finds leftovers anywhere)
 
 
 class StackHandle(Protocol):
@@ -52,6 +66,9 @@ class StackHandle(Protocol):
 
 class Backend(Protocol):
     name: str
+
+    def unsupported(self, request: StackRequest) -> str | None:
+        """Why this machine cannot run the stack asked for (the run is skipped), or None."""
 
     def up(self, request: StackRequest) -> AbstractAsyncContextManager[StackHandle]:
         """Start the stack; on exit tear all of it down, whatever happened inside."""

@@ -7,6 +7,7 @@ order on every way out of the `up()` context, and the run directory removed.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from lab.backends.base import ServiceInstance, Stack, StackRequest
+from lab.backends import data_volume
+from lab.backends.base import DataVolume, ServiceInstance, Stack, StackRequest
 from lab.errors import BackendError
 from lab.postgres import PostgresServer, free_port
 from lab.processes import REPO_ROOT, ManagedProcess, python_env
@@ -62,6 +64,11 @@ async def wait_http_ok(
 class LocalBackend:
     name = "local"
 
+    def unsupported(self, request: StackRequest) -> str | None:
+        if request.data_volume_bytes is not None:
+            return data_volume.unsupported_reason()
+        return None
+
     @asynccontextmanager
     async def up(self, request: StackRequest) -> AsyncIterator[LocalStackHandle]:
         started = time.monotonic()
@@ -69,6 +76,8 @@ class LocalBackend:
         logs = run_dir.subdir("logs")
         postgres = PostgresServer(run_dir.path / "pg", request.run_id, logs)
         handle: LocalStackHandle | None = None
+        if (reason := self.unsupported(request)) is not None:
+            raise BackendError(reason)
         try:
             await postgres.start()
             try:
@@ -96,15 +105,28 @@ class LocalBackend:
                     "CHECKOUT_INSTANCE": name,
                     "DATABASE_URL": postgres.dsn,
                 })
+                argv = [sys.executable, "-m", "lab.services.checkout", "serve"]
+                mount_point = None
+                if request.data_volume_bytes is not None:
+                    mount_point = str(run_dir.subdir(f"{name}-data"))
+                    env["DATA_DIR"] = mount_point
+                    argv = data_volume.wrap_argv(
+                        argv, mount_point, request.data_volume_bytes,
+                        _volume_source(request.run_id, name),
+                    )
                 handle.processes.append(ManagedProcess(
-                    name, [sys.executable, "-m", "lab.services.checkout", "serve"],
-                    env=env, run_id=request.run_id, log_dir=logs, cwd=REPO_ROOT,
+                    name, argv, env=env, run_id=request.run_id, log_dir=logs, cwd=REPO_ROOT,
                 ))
                 instances.append(ServiceInstance(name, f"http://127.0.0.1:{port}"))
             handle.stack.instances = instances
             handle.stack.entry_url = instances[0].base_url
             for proc, inst in zip(handle.processes, instances, strict=True):
                 await wait_http_ok(f"{inst.base_url}/livez", proc, 15, inst.name)
+                if request.data_volume_bytes is not None:
+                    handle.stack.data_volumes.append(_attached_volume(
+                        proc, inst.name, str(run_dir.path / f"{inst.name}-data"),
+                        request.data_volume_bytes, _volume_source(request.run_id, inst.name),
+                    ))
             handle.stack.started_in_s = time.monotonic() - started
             yield handle
         finally:
@@ -113,3 +135,26 @@ class LocalBackend:
                     proc.stop()
             postgres.stop()
             run_dir.remove()
+
+
+def _volume_source(run_id: str, instance: str) -> str:
+    return f"{data_volume.SOURCE_PREFIX}{run_id}-{instance}"
+
+
+def _attached_volume(
+    proc: ManagedProcess, instance: str, mount_point: str, size: int, source: str
+) -> DataVolume:
+    """Check the instance really runs on its own tmpfs of the requested size."""
+    entry = data_volume.mountinfo_entry(proc.pid, mount_point)
+    if entry is None or entry["fstype"] != "tmpfs" or entry["source"] != source:
+        raise BackendError(
+            f"{instance}: no tmpfs at {mount_point} in its mount namespace (found {entry})"
+        )
+    path = data_volume.host_path(proc.pid, mount_point)
+    st = os.statvfs(path)
+    page = os.sysconf("SC_PAGE_SIZE")
+    if st.f_blocks * st.f_frsize != -(-size // page) * page:  # tmpfs rounds up to pages
+        raise BackendError(
+            f"{instance}: its data volume holds {st.f_blocks * st.f_frsize} bytes, not {size}"
+        )
+    return DataVolume(instance, mount_point, str(path), size, source)
