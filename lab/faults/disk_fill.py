@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,28 @@ def _statvfs(path: str) -> tuple[int, int]:
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
 
-def write_ballast(path: Path, volume_root: str, leave_free: int) -> int:
+@dataclass(frozen=True)
+class Ballast:
+    written: int
+    target: int | None  # None: fill until ENOSPC
+    hit_enospc: bool
+    free_after: int  # statvfs right after the last write
+
+    @property
+    def filled(self) -> bool:
+        """The volume was left with `leave_free` (or nothing) when the ballast was done; the
+        service may free some later (a log rotation deletes its oldest file)."""
+        return self.hit_enospc or (self.target is not None and self.written >= self.target)
+
+
+def write_ballast(path: Path, volume_root: str, leave_free: int) -> Ballast:
     """Write zeros to `path` until the volume has `leave_free` bytes left (or none: then
-    until the kernel refuses with ENOSPC). Returns the bytes written."""
+    until the kernel refuses with ENOSPC)."""
     _, free = _statvfs(volume_root)
     target = max(0, free - leave_free) if leave_free else None
     buf = bytes(CHUNK)
     written = 0
+    hit_enospc = False
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         while target is None or written < target:
@@ -56,11 +72,12 @@ def write_ballast(path: Path, volume_root: str, leave_free: int) -> int:
                 written += os.write(fd, buf[:size])
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    break  # full: the service's own writes may have got there first
+                    hit_enospc = True  # full: the service's own writes may have got there
+                    break
                 raise
     finally:
         os.close(fd)
-    return written
+    return Ballast(written, target, hit_enospc, _statvfs(volume_root)[1])
 
 
 class DiskFill(Fault):
@@ -92,17 +109,22 @@ class DiskFill(Fault):
         return observation
 
     async def inject(self) -> None:
-        self._written: dict[str, int] = {}
+        self._ballasts: dict[str, Ballast] = {}
         for volume in self._volumes():
             try:
-                written = await asyncio.to_thread(
+                ballast = await asyncio.to_thread(
                     write_ballast, self._ballast(volume), volume.host_path,
                     self.params.leave_free,
                 )
             except OSError as exc:
                 raise FaultError(f"disk-fill: cannot write the ballast: {exc}") from exc
-            self._written[volume.instance] = written
-            self._record(volume, "injected", ballast_bytes=written)
+            self._ballasts[volume.instance] = ballast
+            self.evidence.observations.append({
+                "t": round(time.time(), 3), "phase": "injected", "instance": volume.instance,
+                "size_bytes": volume.size_bytes, "free_bytes": ballast.free_after,
+                "used_pct": round(100 * (1 - ballast.free_after / volume.size_bytes), 2),
+                "ballast_bytes": ballast.written, "hit_enospc": ballast.hit_enospc,
+            })
 
     async def observe(self) -> None:
         for volume in self._volumes():
@@ -110,7 +132,7 @@ class DiskFill(Fault):
                 self._record(volume, "during")
 
     async def revert(self) -> None:
-        written = getattr(self, "_written", {})
+        ballasts: dict[str, Ballast] = getattr(self, "_ballasts", {})
         for volume in self.stack.data_volumes:
             path = self._ballast(volume)
             try:
@@ -127,14 +149,14 @@ class DiskFill(Fault):
                 continue
             if before is not None:
                 after["space_back_bytes"] = after["free_bytes"] - before["free_bytes"]
-        self._summarise(written)
+        self._summarise(ballasts)
 
-    def _summarise(self, written: dict[str, int]) -> None:
+    def _summarise(self, ballasts: dict[str, Ballast]) -> None:
         obs = self.evidence.observations
         during = [o for o in obs if o["phase"] in ("injected", "during", "before_revert")]
         reverted = [o for o in obs if o["phase"] == "reverted"]
         leave_free = self.params.leave_free
-        ballast = sum(written.values())
+        ballast = sum(b.written for b in ballasts.values())
         facts: dict[str, Any] = {
             "volume_bytes": self.stack.data_volumes[0].size_bytes if self.stack.data_volumes
             else None,
@@ -152,10 +174,8 @@ class DiskFill(Fault):
             facts["free_bytes_after_revert"] = sum(o["free_bytes"] for o in reverted)
             facts["space_back_bytes"] = sum(o.get("space_back_bytes", 0) for o in reverted)
             facts["ballast_removed"] = not any(o["ballast_present"] for o in reverted)
-        page = os.sysconf("SC_PAGE_SIZE")
-        filled = bool(during) and all(
-            o["free_bytes"] <= leave_free + page for o in during if o["phase"] == "injected"
-        )
+        filled = bool(ballasts) and all(b.filled for b in ballasts.values())
+        facts["filled_to_leave_free"] = filled
         self.evidence.facts.update(facts)
         # Took effect: the volume was filled (to `leave_free`), the ballast is gone again,
         # and deleting it gave the space back (the service may have used a little since).

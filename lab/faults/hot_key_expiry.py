@@ -98,15 +98,15 @@ class HotKeyExpiry(Fault):
         after = await self._state("after")
         recomputes = sum(s["recomputes"] for s in after) - self._recomputes_before
         peak = max(s["peak_recomputes_in_flight"] for s in after)
-        # A sample taken before the deadline that shows a fresh TTL (more left than the
-        # fault allowed) means the key was refreshed early: the expiry found a fresh value.
-        early = [
-            o for o in self.evidence.observations
-            if o["phase"] == "during" and o["t"] < self._expired_at
-            and (o["expires_in_s"] or 0) > self.params.expires_in + 1
-        ]
+        # When the value now cached was computed, against the deadline: negative means
+        # it was refreshed early, so the synchronised expiry found a fresh value.
+        ages = [(st.get("entry") or {}).get("age_s") for st in after]
+        now = time.time()
+        refreshed = [now - age - self._expired_at for age in ages if age is not None]
         self.evidence.facts.update(
-            refreshed_before_deadline=bool(early),
+            refreshed_vs_deadline_s=round(max(refreshed), 3) if refreshed else None,
+            refreshed_before_deadline=recomputes >= 1 and bool(refreshed)
+            and max(refreshed) < 0,
             recomputes_after=sum(s["recomputes"] for s in after),
             recomputes_during=recomputes,
             peak_concurrent_recomputes=peak,
