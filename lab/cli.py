@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from lab.backends.base import Backend
 from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
+from lab.report.html import write_report
 from lab.report.table import render_table
 from lab.results import RunResults, Skipped
 from lab.runner import Progress, run_variant, skip_reason
@@ -63,15 +64,17 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class _ProgressPrinter:
-    """One rewriting line on a terminal; a line per phase change otherwise; nothing if quiet."""
+    """`live`: one rewriting line (the default on a terminal); `lines`: a line per phase
+    change (for CI logs that want a heartbeat); `off`: nothing (the default elsewhere)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+    def __init__(self, mode: str) -> None:
+        if mode == "auto":
+            mode = "live" if sys.stderr.isatty() else "off"
+        self.mode = mode
         self.last_phase = ""
 
     def __call__(self, p: Progress) -> None:
-        if self.quiet:
+        if self.mode == "off":
             return
         mix = " ".join(f"{k} {v}" for k, v in sorted(p.last_second.items())) or "-"
         head = f"[{p.index}/{p.count}] {p.scenario}/{p.variant}"
@@ -80,7 +83,7 @@ class _ProgressPrinter:
                     f"last second: {mix}  (requests: {p.total_requests})")
         else:
             line = f"{head}  {p.phase}"
-        if self.tty:
+        if self.mode == "live":
             print(f"\r\x1b[2K{line}", end="" if p.phase != "stopping" else "\n",
                   file=sys.stderr, flush=True)
         elif p.phase != self.last_phase:
@@ -89,9 +92,11 @@ class _ProgressPrinter:
 
 
 def _backend(name: str) -> Backend:
-    if name == "local":
-        return LocalBackend()
-    raise ScenarioError("--backend", [f"expected 'local', got {name!r}"])
+    if name == "docker":
+        from lab.backends.docker import DockerBackend
+
+        return DockerBackend()
+    return LocalBackend()
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -129,7 +134,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
-    progress = _ProgressPrinter(args.quiet)
+    progress = _ProgressPrinter("off" if args.quiet else args.progress)
     results = RunResults()
     runnable = []
     for scenario, variants in plan:
@@ -156,6 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(render_table(results))
     if args.json:
         print(f"results written to {args.json}")
+    if args.report:
+        page = write_report(results.to_json(), Path(args.report))
+        print(f"report written to {page}")
     return EXIT_OK if results.passed else EXIT_FAILED
 
 
@@ -166,15 +174,58 @@ def _write_json(path: Path, results: RunResults) -> None:
     tmp.replace(path)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    source = Path(args.results)
+    try:
+        doc = json.loads(source.read_text())
+        variants = doc["variants"]
+        if not isinstance(variants, list) or not variants:
+            raise ValueError("no variants in it")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ScenarioError(str(source), [f"not a chaoslab results file ({exc})"]) from None
+    page = write_report(doc, Path(args.directory))
+    print(f"report written to {page}")
+    return EXIT_OK
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
     leftovers = find_leftovers(include_active=args.all)
-    if not leftovers:
-        print(f"nothing to clean up (looked for lab processes and {runs_root()}/cl-*)")
-        return EXIT_OK
     for lo in leftovers:
         remove_leftover(lo)
         where = f", removed {lo.directory}" if lo.directory else ""
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
+    containers = _docker_cleanup(args.all)
+    if not leftovers and not containers:
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-* "
+              "and Docker objects labelled with a run id)")
+    return EXIT_OK
+
+
+def _docker_cleanup(include_active: bool) -> int:
+    """Docker objects of dead runs; silent when there is no engine (nothing to clean)."""
+    from lab.backends.docker import leftover_runs, remove_run_objects
+    from lab.images import engine
+
+    try:
+        client = engine()
+    except BackendError:
+        return 0
+    runs = leftover_runs(client, include_active)
+    for run_id, kinds in runs.items():
+        removed = remove_run_objects(client, run_id)
+        print(f"{run_id}: removed {removed} Docker object(s) ({', '.join(sorted(kinds))})")
+    return len(runs)
+
+
+def cmd_images(_: argparse.Namespace) -> int:
+    from lab.images import IMAGES, build_images, engine
+
+    def progress(msg: str) -> None:
+        print(f"images: {msg}", file=sys.stderr, flush=True)
+
+    timings = build_images(engine(), progress)
+    for role, seconds in timings.items():
+        print(f"  {role:<9} {seconds:6.1f} s  {IMAGES.get(role, '')}")
     return EXIT_OK
 
 
@@ -208,13 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant (repeatable)")
     p.add_argument("--json", metavar="PATH", help="write the results (schema: docs/results.md)")
-    p.add_argument("--backend", default="local", help="where the stack runs (default: local)")
-    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--backend", default="local", choices=["local", "docker"],
+                   help="where the stack runs: local processes (default) or docker containers")
+    p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report there")
+    p.add_argument("--progress", choices=["auto", "live", "lines", "off"], default="auto",
+                   help="live line on a terminal (auto default), a line per phase, or off")
+    p.add_argument("--quiet", action="store_true", help="no progress (same as --progress off)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="write the HTML report of saved results (--json)")
+    p.add_argument("results", metavar="RESULTS.json")
+    p.add_argument("directory", metavar="DIR")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("cleanup", help="remove what a killed run left (processes, data dirs)")
     p.add_argument("--all", action="store_true",
                    help="also stop runs whose owner is still alive")
     p.set_defaults(func=cmd_cleanup)
+    p = sub.add_parser("images", help="build the docker backend's images (offline, make images)")
+    p.set_defaults(func=cmd_images)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
     p.set_defaults(func=cmd_bench)

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,35 +135,46 @@ class PostgresServer:
             "postgres", argv, env=_minimal_env(), run_id=self.run_id, log_dir=self.log_dir,
             user=user, stop_signal=signal.SIGINT,  # SIGINT = fast shutdown
         )
-        await self._wait_ready(timeout)
+        process = self.process
 
-    async def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise BackendError(
-                    f"postgres exited with {self.process.poll()}:\n{self.process.stderr_tail()}"
-                )
-            try:
-                conn = await asyncpg.connect(
-                    f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres", timeout=2
-                )
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                last = exc
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                await conn.execute(f"CREATE DATABASE {DATABASE}")
-            finally:
-                await conn.close()
-            return
-        raise BackendError(f"postgres did not accept connections within {timeout:g}s: {last}")
+        def died() -> str | None:
+            code = process.poll()
+            return None if code is None else f"exited with {code}:\n{process.stderr_tail()}"
+
+        await create_lab_database(self.port, timeout, died)
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=10)
+
+
+async def create_lab_database(
+    port: int, timeout: float, died: Callable[[], str | None]
+) -> None:
+    """Wait until a fresh server on 127.0.0.1:`port` accepts connections, then create the
+    lab's database. `died` says why the server is gone, or None while it runs."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        reason = died()
+        if reason is not None:
+            raise BackendError(f"postgres {reason}")
+        try:
+            conn = await asyncpg.connect(
+                f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres", timeout=2
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            last = exc
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            await conn.execute(f"CREATE DATABASE {DATABASE}")
+        except asyncpg.DuplicateDatabaseError:
+            pass  # the docker image creates it at start (compose needs no lab)
+        finally:
+            await conn.close()
+        return
+    raise BackendError(f"postgres did not accept connections within {timeout:g}s: {last}")
 
 
 def _check_traversable(directory: Path, user: str) -> None:

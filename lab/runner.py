@@ -12,15 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lab.backends.base import Backend, StackRequest
 from lab.expect import evaluate
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
-from lab.load.locust_process import LocustProcess
 from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
-from lab.processes import python_env
 from lab.results import (
     ExpectationResult,
     RunResults,
@@ -118,10 +115,8 @@ async def run_variant(
         stack = handle.stack
         fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed)
         sampler = Sampler(stack.instances)
-        load = LocustProcess(
-            load_spec, stack.entry_url, run_id=run_id, work_dir=Path(stack.work_dir),
-            env=python_env({}), carts=scenario.stack.seed.carts, seed=scenario.seed,
-        )
+        load = handle.load_generator(load_spec, carts=scenario.stack.seed.carts,
+                                     seed=scenario.seed)
         sampler_task = asyncio.create_task(sampler.run())
         try:
             load_start = load.start()

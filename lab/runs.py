@@ -79,6 +79,12 @@ def _owner_alive(run_dir: Path) -> bool:
         return False
 
 
+def run_is_active(run_id: str, root: Path | None = None) -> bool:
+    """A run whose directory exists and whose owning process is alive."""
+    directory = (root or runs_root()) / run_id
+    return directory.is_dir() and _owner_alive(directory)
+
+
 def find_leftovers(root: Path | None = None, include_active: bool = False) -> list[Leftover]:
     """Runs whose owner is gone (or all runs with include_active)."""
     root = root or runs_root()

@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # scenario → faults → backends.base: a runtime import would be a cycle
+    from lab.scenario import LoadSpec
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,22 @@ class DataVolume:
     source: str  # the mount's name, unique to the run (finds leftovers anywhere)
 
 
+class LoadGenerator(Protocol):
+    """Locust, wherever the backend runs it; its per-request log is readable on the host."""
+
+    request_log: Path
+
+    def start(self) -> float:
+        """Begin the load; return the wall-clock time it began."""
+
+    def check_alive(self) -> None:
+        """Raise LoadError if the load died before its time."""
+
+    def finished(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
 class StackHandle(Protocol):
     """The live side of a stack: the backend fills in logs when asked."""
 
@@ -62,6 +82,9 @@ class StackHandle(Protocol):
 
     def service_stderr(self) -> list[str]:
         """Every stderr line the checkout instances wrote so far."""
+
+    def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LoadGenerator:
+        """Locust aimed at the stack's entry point, from inside the backend's network."""
 
 
 class Backend(Protocol):

@@ -13,15 +13,18 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
 from lab.backends import data_volume
 from lab.backends.base import DataVolume, ServiceInstance, Stack, StackRequest
 from lab.errors import BackendError
+from lab.load.locust_process import LocustProcess
 from lab.postgres import PostgresServer, free_port
 from lab.processes import REPO_ROOT, ManagedProcess, python_env
 from lab.runs import RunDir
+from lab.scenario import LoadSpec
 from lab.services.checkout.schema import migrate
 
 
@@ -29,6 +32,11 @@ from lab.services.checkout.schema import migrate
 class LocalStackHandle:
     stack: Stack
     processes: list[ManagedProcess] = field(default_factory=list)
+
+    def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustProcess:
+        return LocustProcess(spec, self.stack.entry_url, run_id=self.stack.run_id,
+                             work_dir=Path(self.stack.work_dir), env=python_env({}),
+                             carts=carts, seed=seed)
 
     def service_stderr(self) -> list[str]:
         lines: list[str] = []

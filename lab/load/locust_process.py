@@ -15,6 +15,31 @@ from lab.scenario import LoadSpec
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
+def locust_argv(spec: LoadSpec, host: str, locustfile: str) -> list[str]:
+    """Locust's command line for one load run (after `python -m locust`)."""
+    return [
+        "-f", locustfile, "--headless", "--host", host,
+        "-u", str(spec.users), "-r", str(spec.spawn_rate),
+        "--run-time", f"{round(spec.duration)}s",
+        "--stop-timeout", "0",
+        # Expected 5xx must not make Locust report failure; we judge the log ourselves.
+        "--exit-code-on-error", "0",
+        "--only-summary", "--loglevel", "WARNING",
+    ]
+
+
+def locust_env(spec: LoadSpec, *, carts: int, seed: int, request_log: str) -> dict[str, str]:
+    """What the locustfile reads: the load spec and where to log each request."""
+    load_spec = {
+        "endpoints": [e.model_dump() for e in spec.endpoints],
+        "client_timeout": spec.client_timeout,
+        "wait": spec.wait,
+        "carts": carts,
+        "seed": seed,
+    }
+    return {"CHAOSLAB_LOAD_SPEC": json.dumps(load_spec), "CHAOSLAB_REQUEST_LOG": request_log}
+
+
 class LocustProcess:
     """One load run: `start()` begins spawning users, `wait()` returns when it ends."""
 
@@ -42,28 +67,10 @@ class LocustProcess:
 
     def start(self) -> float:
         """Start Locust; return the wall-clock time the load began."""
-        load_spec = {
-            "endpoints": [e.model_dump() for e in self.spec.endpoints],
-            "client_timeout": self.spec.client_timeout,
-            "wait": self.spec.wait,
-            "carts": self.carts,
-            "seed": self.seed,
-        }
-        argv = [
-            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "--host", self.host,
-            "-u", str(self.spec.users), "-r", str(self.spec.spawn_rate),
-            "--run-time", f"{round(self.spec.duration)}s",
-            "--stop-timeout", "0",
-            # Expected 5xx must not make Locust report failure; we judge the log ourselves.
-            "--exit-code-on-error", "0",
-            "--only-summary", "--loglevel", "WARNING",
-        ]
-        env = {
-            **self.env,
-            "CHAOSLAB_LOAD_SPEC": json.dumps(load_spec),
-            "CHAOSLAB_REQUEST_LOG": str(self.request_log),
-        }
+        argv = [sys.executable, "-m", "locust",
+                *locust_argv(self.spec, self.host, str(LOCUSTFILE))]
+        env = {**self.env, **locust_env(self.spec, carts=self.carts, seed=self.seed,
+                                        request_log=str(self.request_log))}
         self.request_log.touch()
         self.started_at = time.time()
         try:

