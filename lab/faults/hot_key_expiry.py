@@ -62,8 +62,8 @@ class HotKeyExpiry(Fault):
             self.evidence.observations.append({
                 "t": round(time.time(), 3), "phase": phase, "instance": inst.name,
                 "recomputes": doc["recomputes"],
-                "recomputes_in_flight": doc["recomputes_in_flight"],
-                "peak_recomputes_in_flight": doc["peak_recomputes_in_flight"],
+                "recomputes_in_progress": doc["recomputes_in_progress"],
+                "peak_recomputes_in_progress": doc["peak_recomputes_in_progress"],
                 "expires_in_s": (doc.get("entry") or {}).get("expires_in_s"),
                 "age_s": (doc.get("entry") or {}).get("age_s"),
             })
@@ -72,7 +72,7 @@ class HotKeyExpiry(Fault):
     async def inject(self) -> None:
         before = await self._state("before")
         self._recomputes_before = sum(s["recomputes"] for s in before)
-        self._peak_before = max(s["peak_recomputes_in_flight"] for s in before)
+        self._peak_before = max(s["peak_recomputes_in_progress"] for s in before)
         in_ms = round(self.params.expires_in * 1000)
         for inst in self.stack.instances:
             doc = await self._call(
@@ -97,7 +97,7 @@ class HotKeyExpiry(Fault):
             return  # the expiry was never scheduled
         after = await self._state("after")
         recomputes = sum(s["recomputes"] for s in after) - self._recomputes_before
-        peak = max(s["peak_recomputes_in_flight"] for s in after)
+        peak = max(s["peak_recomputes_in_progress"] for s in after)
         # When the value now cached was computed, against the deadline: negative means
         # it was refreshed early, so the synchronised expiry found a fresh value.
         ages = [(st.get("entry") or {}).get("age_s") for st in after]

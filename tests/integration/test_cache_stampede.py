@@ -71,7 +71,7 @@ def test_baseline_stampede_drains_the_pool_into_500s(baseline: dict[str, Any]) -
     # against a pool of 10 (60 users, so at most 60 requests are in flight at once).
     assert facts["recomputes_during"] >= 20
     assert facts["peak_concurrent_recomputes"] >= 10
-    assert max(series(v, "checkout_catalog_cache_recomputes_in_flight_peak", "fault")) >= 10
+    assert max(series(v, "checkout_catalog_cache_recomputes_in_progress_peak", "fault")) >= 10
     # The 500s are the pool's acquire timeout, which this service does not map to 503.
     top = v["signatures"][0]
     assert top["exception"] == "DependencyUnavailable"

@@ -98,7 +98,7 @@ def test_baseline_enospc_on_receipts_answers_500(runs_root: Path) -> None:
     assert facts["space_back_bytes"] >= facts["ballast_bytes"]
     # Sampled by the service itself each second (the last fault second may hold a sample
     # taken just after the revert).
-    free = fault_seconds(v, "checkout_data_volume_free_bytes")
+    free = fault_seconds(v, "checkout_data_disk_free_bytes")
     assert len(free) >= 8 and free[:-1] == [0.0] * (len(free) - 1)
     # The unbounded log grew through the run (the baseline's half of the rotation story).
     log_bytes = [m["checkout-1"]["checkout_log_file_bytes"] for m in

@@ -110,13 +110,13 @@ def test_none_recomputes_once_per_concurrent_request() -> None:
         gate = Gate()
         tasks = [asyncio.create_task(cache.get("k", gate.compute("v2"))) for _ in range(25)]
         await settle()
-        assert (gate.started, cache.figures.in_flight, cache.figures.peak_in_flight) == (
+        assert (gate.started, cache.figures.in_progress, cache.figures.peak_in_progress) == (
             25, 25, 25)
         gate.release.set()
         assert [await t for t in tasks] == ["v2"] * 25
         assert cache.figures.recomputes == 1 + 25  # the warm-up, then the stampede
         assert cache.figures.served == {"hit": 1, "miss": 25}
-        assert cache.figures.in_flight == 0
+        assert cache.figures.in_progress == 0
 
     run(main())
 
@@ -132,11 +132,11 @@ def test_single_flight_runs_one_recompute_and_everyone_gets_it() -> None:
         gate = Gate()
         tasks = [asyncio.create_task(cache.get("k", gate.compute("v2"))) for _ in range(25)]
         await settle()
-        assert (gate.started, cache.figures.in_flight) == (1, 1)
+        assert (gate.started, cache.figures.in_progress) == (1, 1)
         gate.release.set()
         assert [await t for t in tasks] == ["v2"] * 25
         assert cache.figures.recomputes == 2
-        assert cache.figures.peak_in_flight == 1
+        assert cache.figures.peak_in_progress == 1
         assert cache.figures.served == {"miss": 1, "waited": 24}
         assert await cache.get("k", gate.compute("v3")) == "v2"  # fresh again
 

@@ -70,8 +70,8 @@ class CacheFigures:
 
     recomputes: int = 0  # recomputes started (misses that ran the expensive query)
     recompute_failures: int = 0
-    in_flight: int = 0  # recomputes running now (waiting for a connection included)
-    peak_in_flight: int = 0  # the most that ever ran at once
+    in_progress: int = 0  # recomputes running now (waiting for a connection included)
+    peak_in_progress: int = 0  # the most that ever ran at once
     served: Counter[str] = field(default_factory=Counter)  # by RESULTS
 
 
@@ -147,8 +147,8 @@ class RecomputingCache(Generic[T]):
     async def _recompute(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         figures = self.figures
         figures.recomputes += 1
-        figures.in_flight += 1
-        figures.peak_in_flight = max(figures.peak_in_flight, figures.in_flight)
+        figures.in_progress += 1
+        figures.peak_in_progress = max(figures.peak_in_progress, figures.in_progress)
         started = self._clock()
         try:
             value = await compute()
@@ -156,7 +156,7 @@ class RecomputingCache(Generic[T]):
             figures.recompute_failures += 1
             raise
         finally:
-            figures.in_flight -= 1
+            figures.in_progress -= 1
         done = self._clock()
         self._entries[key] = Entry(value, done, done + self.ttl_s, done - started)
         return value

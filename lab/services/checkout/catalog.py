@@ -91,8 +91,8 @@ def _figures(cache: CatalogCache) -> dict[str, Any]:
         "strategy": cache.strategy,
         "recomputes": f.recomputes,
         "recompute_failures": f.recompute_failures,
-        "recomputes_in_flight": f.in_flight,
-        "peak_recomputes_in_flight": f.peak_in_flight,
+        "recomputes_in_progress": f.in_progress,
+        "peak_recomputes_in_progress": f.peak_in_progress,
     }
 
 

@@ -87,8 +87,8 @@ class _CacheCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily("checkout_catalog_cache_recomputes", "")
         yield CounterMetricFamily("checkout_catalog_cache_recompute_failures", "")
-        yield GaugeMetricFamily("checkout_catalog_cache_recomputes_in_flight", "")
-        yield GaugeMetricFamily("checkout_catalog_cache_recomputes_in_flight_peak", "")
+        yield GaugeMetricFamily("checkout_catalog_cache_recomputes_in_progress", "")
+        yield GaugeMetricFamily("checkout_catalog_cache_recomputes_in_progress_peak", "")
         yield CounterMetricFamily("checkout_catalog_cache_requests", "", labels=["result"])
 
     def collect(self) -> Iterator[Metric]:
@@ -107,15 +107,15 @@ class _CacheCollector(Collector):
             value=f.recompute_failures,
         )
         yield GaugeMetricFamily(
-            "checkout_catalog_cache_recomputes_in_flight",
+            "checkout_catalog_cache_recomputes_in_progress",
             "Recomputes running now, waiting for a pool connection included.",
-            value=f.in_flight,
+            value=f.in_progress,
         )
         yield GaugeMetricFamily(
-            "checkout_catalog_cache_recomputes_in_flight_peak",
+            "checkout_catalog_cache_recomputes_in_progress_peak",
             "The most recomputes that ever ran at once (a high-water mark, so 1 Hz sampling "
             "cannot miss a short stampede).",
-            value=f.peak_in_flight,
+            value=f.peak_in_progress,
         )
         served = CounterMetricFamily(
             "checkout_catalog_cache_requests",
@@ -157,9 +157,9 @@ class _DataDirCollector(Collector):
         self._source = source
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("checkout_data_volume_size_bytes", "")
-        yield GaugeMetricFamily("checkout_data_volume_free_bytes", "")
-        yield GaugeMetricFamily("checkout_data_volume_used_ratio", "")
+        yield GaugeMetricFamily("checkout_data_disk_size_bytes", "")
+        yield GaugeMetricFamily("checkout_data_disk_free_bytes", "")
+        yield GaugeMetricFamily("checkout_data_disk_used_ratio", "")
         yield CounterMetricFamily("checkout_data_write_failures", "", labels=["file", "reason"])
         yield CounterMetricFamily("checkout_receipts_written", "")
         yield CounterMetricFamily("checkout_log_bytes_written", "")
@@ -175,15 +175,15 @@ class _DataDirCollector(Collector):
             usage = None
         if usage is not None:
             yield GaugeMetricFamily(
-                "checkout_data_volume_size_bytes", "Size of the data directory's filesystem.",
+                "checkout_data_disk_size_bytes", "Size of the data directory's filesystem.",
                 value=usage.total,
             )
             yield GaugeMetricFamily(
-                "checkout_data_volume_free_bytes", "Bytes still free on it (statvfs f_bavail).",
+                "checkout_data_disk_free_bytes", "Bytes still free on it (statvfs f_bavail).",
                 value=usage.free,
             )
             yield GaugeMetricFamily(
-                "checkout_data_volume_used_ratio", "Share of it in use, 0..1.", value=usage.used
+                "checkout_data_disk_used_ratio", "Share of it in use, 0..1.", value=usage.used
             )
         failures = CounterMetricFamily(
             "checkout_data_write_failures",
