@@ -21,8 +21,8 @@ from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
 from lab.report.html import write_report
 from lab.report.table import render_table
-from lab.results import RunResults
-from lab.runner import Progress, run_variant
+from lab.results import RunResults, Skipped
+from lab.runner import Progress, run_variant, skip_reason
 from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
 
@@ -134,15 +134,22 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
-    if args.backend == "docker":
-        from lab.backends.docker import DockerBackend
-
-        for scenario, _ in plan:
-            DockerBackend.check_supported(scenario)
     progress = _ProgressPrinter("off" if args.quiet else args.progress)
     results = RunResults()
-    total = sum(len(v) for _, v in plan)
+    runnable = []
     for scenario, variants in plan:
+        if (reason := skip_reason(scenario, backend)) is not None:
+            results.skipped.append(Skipped(scenario.name, variants, reason))
+            _err(f"skipping {scenario.name}: {reason}")
+        else:
+            runnable.append((scenario, variants))
+    if not runnable:
+        if args.json:
+            _write_json(Path(args.json), results)
+        print(render_table(results))
+        return EXIT_STACK  # nothing could run here; the reasons are above
+    total = sum(len(v) for _, v in runnable)
+    for scenario, variants in runnable:
         for name in variants:
             index = len(results.variants) + 1
             result = _run_async(

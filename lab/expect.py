@@ -13,7 +13,7 @@ from lab.load.classify import matches
 from lab.load.request_log import RequestRecord
 from lab.results import ExpectationResult, Windows, in_window, percentile
 from lab.sampler import Sample
-from lab.scenario import Bound, Expectation
+from lab.scenario import Expectation
 
 
 def evaluate(
@@ -31,7 +31,8 @@ def evaluate(
     service = exp.service or "checkout"
     if exp.metric is not None:
         if exp.increase is not None:
-            return _increase(exp, [s for s in in_bounds if s.service == service], in_bounds)
+            return _increase(exp, [s for s in samples if s.service == service], samples,
+                             bounds)
         return _metric(exp, [s for s in in_bounds if s.service == service])
     if exp.health is not None:
         return _health(exp, [s for s in in_bounds if s.service == service])
@@ -100,20 +101,24 @@ def _metric(exp: Expectation, samples: Sequence[Sample]) -> ExpectationResult:
     values = [s.metrics[exp.metric] for s in samples if exp.metric in s.metrics]
     if not values:
         return _result(exp, False, f"{exp.metric} was never sampled in the window", None)
-    bound: Bound
-    if exp.max is not None:
-        value, bound, stat = max(values), exp.max, "max"
-    else:
-        assert exp.min is not None
-        value, bound, stat = min(values), exp.min, "min"
+    stat, bound = exp.metric_stat()
+    value = max(values) if stat == "max" else min(values)
     return _result(exp, bound.holds(value), f"{stat} {value:g} over {len(values)} samples", value)
 
 
 def _increase(
-    exp: Expectation, target: Sequence[Sample], all_samples: Sequence[Sample]
+    exp: Expectation,
+    target: Sequence[Sample],
+    all_samples: Sequence[Sample],
+    bounds: tuple[float, float],
 ) -> ExpectationResult:
-    """How much a counter rose: over the window, or only between consecutive sampling
-    rounds in which the `while` condition held on a checkout instance."""
+    """How much a counter rose, summed over the service's instances per sampling round.
+
+    Without `while`: from the last round *before* the window (so a rise right at the
+    window's start, such as a recompute at injection, counts) to the last round in it.
+    With `while`: only between consecutive rounds in the window in which the condition
+    held on a checkout instance.
+    """
     assert exp.metric is not None and exp.increase is not None
     per_round: dict[int, float] = {}
     when: dict[int, float] = {}
@@ -121,19 +126,25 @@ def _increase(
         if exp.metric in s.metrics:
             per_round[s.round] = per_round.get(s.round, 0.0) + s.metrics[exp.metric]
             when[s.round] = s.t
-    rounds = sorted(per_round)
-    if len(rounds) < 2:
-        return _result(exp, False, f"{exp.metric} was sampled fewer than twice in the window",
-                       None)
+    inside = [r for r in sorted(per_round) if bounds[0] <= when[r] < bounds[1]]
+    before = [r for r in sorted(per_round) if when[r] < bounds[0]]
     cond = exp.while_
     if cond is None:
-        value = per_round[rounds[-1]] - per_round[rounds[0]]
+        if not inside:
+            return _result(exp, False, f"{exp.metric} was never sampled in the window", None)
+        start = per_round[before[-1]] if before else per_round[inside[0]]
+        end = per_round[inside[-1]]
+        value = end - start
         return _result(exp, exp.increase.holds(value),
-                       f"rose by {value:g} over {len(rounds)} samples", value)
+                       f"increase {value:g} ({start:g} → {end:g}; {len(inside)} "
+                       f"sample{'s' if len(inside) != 1 else ''})", value)
+    if len(inside) < 2:
+        return _result(exp, False, f"{exp.metric} was sampled fewer than twice in the window",
+                       None)
     held = {s.round for s in all_samples if s.service == "checkout"
             and cond.metric in s.metrics and cond.bound.holds(s.metrics[cond.metric])}
     value, seconds = 0.0, 0.0
-    for a, b in itertools.pairwise(rounds):
+    for a, b in itertools.pairwise(inside):
         if a in held and b in held:
             value += max(0.0, per_round[b] - per_round[a])
             seconds += when[b] - when[a]

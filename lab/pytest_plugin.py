@@ -22,7 +22,7 @@ import pytest
 from lab.backends.local import LocalBackend
 from lab.errors import ScenarioError
 from lab.results import RunResults, VariantResult
-from lab.runner import run_variant
+from lab.runner import run_variant, skip_reason
 from lab.scenario import Scenario, load_scenario_file
 
 _RESULTS_KEY = pytest.StashKey[RunResults]()
@@ -78,6 +78,8 @@ class VariantItem(pytest.Item):
 
     def runtest(self) -> None:
         backend = LocalBackend()
+        if (reason := skip_reason(self.scenario, backend)) is not None:
+            pytest.skip(reason)  # e.g. no size-limited filesystem here: never faked
         self.result = asyncio.run(run_variant(self.scenario, self.name, backend))
         self.config.stash[_RESULTS_KEY].variants.append(self.result)
         for e in self.result.expectations:

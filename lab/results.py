@@ -231,11 +231,25 @@ class VariantResult:
 
 
 @dataclass
+class Skipped:
+    """A scenario this machine cannot run (say which and why; never count it as passed)."""
+
+    scenario: str
+    variants: list[str]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
 class RunResults:
     variants: list[VariantResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
+        """Every expectation of every variant that ran held (skipped ones are listed apart)."""
         return all(v.passed for v in self.variants)
 
     def to_json(self) -> dict[str, Any]:
@@ -243,4 +257,5 @@ class RunResults:
             "schema_version": SCHEMA_VERSION,
             "passed": self.passed,
             "variants": [v.to_json() for v in self.variants],
+            "skipped": [s.to_json() for s in self.skipped],
         }

@@ -22,6 +22,7 @@ from lab.load.request_log import RequestLogReader, RequestRecord, read_request_l
 from lab.results import (
     ExpectationResult,
     RunResults,
+    Skipped,
     VariantResult,
     Windows,
     WindowSummary,
@@ -73,6 +74,29 @@ class _Live:
         self.last_second = Counter(r.cls for r in fresh if r.start >= now - 1.0)
 
 
+def stack_request(scenario: Scenario, variant: str, run_id: str) -> StackRequest:
+    """What the backend must bring up for one variant of a scenario."""
+    volume = scenario.stack.data_volume
+    router = scenario.variant_router(variant)
+    return StackRequest(
+        run_id=run_id,
+        instances=scenario.stack.instances,
+        checkout_env=scenario.variant_env(variant),
+        seed_carts=scenario.stack.seed.carts,
+        seed_items_per_cart=scenario.stack.seed.items_per_cart,
+        router=RouterSettings(router.health_path, router.inter, router.fall, router.rise),
+        seed=scenario.seed,
+        data_volume_bytes=volume.size if volume is not None else None,
+        fault_kind=scenario.fault.kind,
+    )
+
+
+def skip_reason(scenario: Scenario, backend: Backend) -> str | None:
+    """Why this machine cannot run the scenario on this backend (e.g. no way to mount a
+    size-limited filesystem), or None. Such a scenario is skipped, never faked."""
+    return backend.unsupported(stack_request(scenario, "baseline", "cl-probe"))
+
+
 async def run_variant(
     scenario: Scenario,
     variant: str,
@@ -89,16 +113,7 @@ async def run_variant(
 
     report("starting")
     began = time.monotonic()
-    router = scenario.variant_router(variant)
-    request = StackRequest(
-        run_id=run_id,
-        instances=scenario.stack.instances,
-        checkout_env=scenario.variant_env(variant),
-        seed_carts=scenario.stack.seed.carts,
-        seed_items_per_cart=scenario.stack.seed.items_per_cart,
-        router=RouterSettings(router.health_path, router.inter, router.fall, router.rise),
-        seed=scenario.seed,
-    )
+    request = stack_request(scenario, variant, run_id)
     load_spec = scenario.load
     fault_params = scenario.variant_fault_params(variant)
     async with backend.up(request) as handle:
@@ -215,6 +230,9 @@ async def run_scenario(
     progress: ProgressFn = _ignore,
 ) -> RunResults:
     results = RunResults()
+    if (reason := skip_reason(scenario, backend)) is not None:
+        results.skipped.append(Skipped(scenario.name, variants, reason))
+        return results
     for i, name in enumerate(variants, start=1):
         results.variants.append(
             await run_variant(scenario, name, backend, progress, index=i, count=len(variants))

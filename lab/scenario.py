@@ -27,13 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from lab.durations import Duration
 from lab.errors import ScenarioError
-from lab.faults.registry import params_problems
+from lab.faults.registry import params_problems, stack_problems
+from lab.units import ByteSize, Duration, format_size
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # ---------------------------------------------------------------- small value types
+
 
 def _eq(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
@@ -228,20 +229,41 @@ class RouterSpec(_Strict):
         return v
 
 
+DATA_VOLUME_MIN = 1 << 20
+DATA_VOLUME_MAX = 1 << 30
+
+
+class DataVolumeSpec(_Strict):
+    """A size-limited filesystem for each checkout instance's DATA_DIR (receipts, its log)."""
+
+    size: ByteSize
+
+    @field_validator("size")
+    @classmethod
+    def _sensible(cls, v: int) -> int:
+        if not DATA_VOLUME_MIN <= v <= DATA_VOLUME_MAX:
+            raise ValueError(
+                f"expected a size from {format_size(DATA_VOLUME_MIN)} to "
+                f"{format_size(DATA_VOLUME_MAX)}, e.g. '8MiB'; got {v} bytes"
+            )
+        return v
+
+
 class StackSpec(_Strict):
     instances: int = Field(1, ge=1, le=4, description="checkout instances behind the router")
     config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
     seed: SeedSpec = Field(default_factory=SeedSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
+    data_volume: DataVolumeSpec | None = None
 
 
-REQUEST_KINDS = ("checkout", "health")
+REQUEST_KINDS = ("checkout", "health", "catalog")
 
 
 class Endpoint(_Strict):
     """One kind of request the simulated users send, and how often relative to the others."""
 
-    request: Literal["checkout", "health"]
+    request: Literal["checkout", "health", "catalog"]
     weight: int = Field(1, ge=1, le=1000)
 
 
@@ -305,7 +327,7 @@ class Expectation(_Strict):
     service: Literal["checkout", "router", "proxy", "payments"] | None = None
     max: NumberBound | None = None
     min: NumberBound | None = None
-    #: How much a counter rose over the window (last sample − first).
+    #: How much a counter rose: from the last sample before the window to the last in it.
     increase: NumberBound | None = None
     #: Count only seconds when a checkout metric met this, e.g. 'checkout_breaker_open >= 1'.
     while_: MetricCondition | None = Field(None, alias="while")
@@ -391,6 +413,13 @@ class Expectation(_Strict):
         if self.retry_after:
             parts.append(f"every {self.status} carries Retry-After")
         return f"{where} " + "; ".join(parts)
+
+    def metric_stat(self) -> tuple[str, Bound]:
+        """('max' | 'min' | 'increase', its bound) of a metric expectation."""
+        for stat, bound in (("max", self.max), ("min", self.min), ("increase", self.increase)):
+            if bound is not None:
+                return stat, bound
+        raise ValueError("not a metric expectation")
 
     def _amount_text(self) -> str:
         if self.count is not None:
@@ -491,6 +520,8 @@ def load_scenario_file(path: Path) -> Scenario:
     if scenario.name != path.stem:
         problems.append(f"name: expected {path.stem!r} (the file's name), got {scenario.name!r}")
     problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
+    problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
+    problems += _data_dir_problems(scenario)
     if not problems:
         for name in scenario.variants:
             problems += params_problems(
@@ -499,6 +530,22 @@ def load_scenario_file(path: Path) -> Scenario:
     if problems:
         raise ScenarioError(str(path), problems)
     return scenario
+
+
+def _data_dir_problems(scenario: Scenario) -> list[str]:
+    """With a data volume the lab sets DATA_DIR itself; a config that also sets it is a
+    mistake that would write outside the size-limited filesystem."""
+    if scenario.stack.data_volume is None:
+        return []
+    configs = [("stack.config", scenario.stack.config)] + [
+        (f"variants.{name}.config", v.config) for name, v in scenario.variants.items()
+    ]
+    return [
+        f"{where}.DATA_DIR: set by stack.data_volume (the lab mounts the volume and points "
+        "DATA_DIR at it); remove it"
+        for where, config in configs
+        if "DATA_DIR" in config
+    ]
 
 
 def scenario_paths(directory: Path = SCENARIO_DIR) -> list[Path]:

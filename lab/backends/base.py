@@ -39,6 +39,10 @@ class StackRequest:
     router: RouterSettings = field(default_factory=RouterSettings)
     #: The scenario's seed: the fault proxy's random choices derive from it.
     seed: int = 1
+    #: Give each checkout instance a data directory on a filesystem of this many bytes.
+    data_volume_bytes: int | None = None
+    #: The fault the stack must be able to take (a backend may not support every kind).
+    fault_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Stack:
     started_in_s: float = 0.0
     #: The other parts the lab samples: router, fault proxy, payment gateway.
     services: Sequence[ServiceInstance] = field(default_factory=list)
+    data_volumes: list[DataVolume] = field(default_factory=list)
 
     def service(self, kind: str) -> ServiceInstance | None:
         return next((s for s in self.services if s.service == kind), None)
@@ -106,6 +111,17 @@ class ProxyControl(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         """Counters, live toxics and the log of changes."""
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """An instance's size-limited data directory, and how the lab reaches it."""
+
+    instance: str
+    mount_point: str  # DATA_DIR, as the service sees it
+    host_path: str  # the same directory as the lab sees it (e.g. /proc/<pid>/root/...)
+    size_bytes: int
+    source: str  # the mount's name, unique to the run (finds leftovers anywhere)
 
 
 class LoadGenerator(Protocol):
@@ -162,6 +178,9 @@ class StackHandle(Protocol):
 
 class Backend(Protocol):
     name: str
+
+    def unsupported(self, request: StackRequest) -> str | None:
+        """Why this machine cannot run the stack asked for (the run is skipped), or None."""
 
     def up(self, request: StackRequest) -> AbstractAsyncContextManager[StackHandle]:
         """Start the stack; on exit tear all of it down, whatever happened inside."""

@@ -35,7 +35,7 @@ from lab.images import IMAGES, check_images, engine
 from lab.load.locust_process import locust_argv, locust_env
 from lab.postgres import DATABASE, SERVER_SETTINGS, SUPERUSER, create_lab_database
 from lab.runs import RunDir, run_is_active
-from lab.scenario import LoadSpec, Scenario
+from lab.scenario import LoadSpec
 
 RUN_LABEL = "org.chaoslab.run-id"
 #: Fault kinds whose machinery runs in containers so far. The router (HAProxy), payment
@@ -207,16 +207,19 @@ class DockerStackHandle:
 class DockerBackend:
     name = "docker"
 
-    @staticmethod
-    def check_supported(scenario: Scenario) -> None:
-        if scenario.fault.kind not in SUPPORTED_FAULTS:
-            raise BackendError(
-                f"{scenario.name}: the docker backend cannot run fault '{scenario.fault.kind}' "
-                f"yet (it runs: {', '.join(sorted(SUPPORTED_FAULTS))}); use --backend local"
-            )
+    def unsupported(self, request: StackRequest) -> str | None:
+        if request.fault_kind not in SUPPORTED_FAULTS:
+            return (f"the docker backend cannot run fault '{request.fault_kind}' yet (it runs: "
+                    f"{', '.join(sorted(SUPPORTED_FAULTS))}); run it with --backend local")
+        if request.data_volume_bytes is not None:
+            return ("the docker backend gives no instance a size-limited data volume yet "
+                    "(it would be `--tmpfs`); run this scenario with --backend local")
+        return None
 
     @asynccontextmanager
     async def up(self, request: StackRequest) -> AsyncIterator[DockerStackHandle]:
+        if (reason := self.unsupported(request)) is not None:
+            raise BackendError(reason)
         started = time.monotonic()
         client = engine()
         check_images(client)

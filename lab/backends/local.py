@@ -10,6 +10,7 @@ removed.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
-from lab.backends.base import ServiceInstance, Stack, StackRequest, StartedInstance
+from lab.backends import data_volume
+from lab.backends.base import DataVolume, ServiceInstance, Stack, StackRequest, StartedInstance
 from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
@@ -44,6 +46,9 @@ class LocalStackHandle:
     processes: list[ManagedProcess] = field(default_factory=list)
     router_admin: str = ""
     proxy_admin: str = ""
+    #: Each checkout instance's data directory on a tmpfs of this size (disk-full).
+    data_volume_bytes: int | None = None
+    run_dir: Path = Path()
 
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustProcess:
         return LocustProcess(spec, self.stack.entry_url, run_id=self.stack.run_id,
@@ -78,11 +83,27 @@ class LocalStackHandle:
         port = free_port()
         full = python_env({**env, "CHECKOUT_HOST": "127.0.0.1", "CHECKOUT_PORT": str(port),
                            "CHECKOUT_INSTANCE": name})
+        argv = [sys.executable, "-m", "lab.services.checkout", "serve"]
+        if self.data_volume_bytes is not None:
+            # Its own mount namespace with a size-limited tmpfs at DATA_DIR.
+            mount_point = str(self._data_dir(name))
+            full["DATA_DIR"] = mount_point
+            argv = data_volume.wrap_argv(argv, mount_point, self.data_volume_bytes,
+                                         _volume_source(self.run_id, name))
         self.processes.append(ManagedProcess(
-            name, [sys.executable, "-m", "lab.services.checkout", "serve"],
-            env=full, run_id=self.run_id, log_dir=self.logs, cwd=REPO_ROOT,
+            name, argv, env=full, run_id=self.run_id, log_dir=self.logs, cwd=REPO_ROOT,
         ))
         return ServiceInstance(name, f"http://127.0.0.1:{port}")
+
+    def _data_dir(self, name: str) -> Path:
+        path = self.run_dir / f"{name}-data"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def attached_volume(self, name: str) -> DataVolume:
+        assert self.data_volume_bytes is not None
+        return _attached_volume(self._process(name), name, str(self._data_dir(name)),
+                                self.data_volume_bytes, _volume_source(self.run_id, name))
 
     async def start_instance(
         self, name: str, *, env: Mapping[str, str] | None = None, unset: Sequence[str] = ()
@@ -162,8 +183,15 @@ async def wait_in_rotation(router: HttpRouterControl, names: Sequence[str],
 class LocalBackend:
     name = "local"
 
+    def unsupported(self, request: StackRequest) -> str | None:
+        if request.data_volume_bytes is not None:
+            return data_volume.unsupported_reason()
+        return None
+
     @asynccontextmanager
     async def up(self, request: StackRequest) -> AsyncIterator[LocalStackHandle]:
+        if (reason := self.unsupported(request)) is not None:
+            raise BackendError(reason)  # before anything is made: nothing to clean up
         started = time.monotonic()
         run_dir = RunDir.create(request.run_id)
         logs = run_dir.subdir("logs")
@@ -179,12 +207,16 @@ class LocalBackend:
                 Stack(backend=self.name, run_id=request.run_id, entry_url="",
                       db_dsn=postgres.dsn, instances=[], work_dir=str(run_dir.path)),
                 run_id=request.run_id, logs=logs,
+                data_volume_bytes=request.data_volume_bytes, run_dir=run_dir.path,
             )
             waits = self._launch(handle, request, postgres.dsn)
             for url, proc, what in waits:
                 await wait_http_ok(url, proc, SERVICE_START_TIMEOUT_S, what)
             await wait_in_rotation(handle.router, [i.name for i in handle.stack.instances],
                                    SERVICE_START_TIMEOUT_S)
+            if request.data_volume_bytes is not None:
+                for inst in handle.stack.instances:
+                    handle.stack.data_volumes.append(handle.attached_volume(inst.name))
             handle.stack.started_in_s = time.monotonic() - started
             yield handle
         finally:
@@ -241,3 +273,25 @@ class LocalBackend:
         waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name) for i in instances]
         waits.append((f"{handle.router_admin}/health", router, "router"))
         return waits
+
+def _volume_source(run_id: str, instance: str) -> str:
+    return f"{data_volume.SOURCE_PREFIX}{run_id}-{instance}"
+
+
+def _attached_volume(
+    proc: ManagedProcess, instance: str, mount_point: str, size: int, source: str
+) -> DataVolume:
+    """Check the instance really runs on its own tmpfs of the requested size."""
+    entry = data_volume.mountinfo_entry(proc.pid, mount_point)
+    if entry is None or entry["fstype"] != "tmpfs" or entry["source"] != source:
+        raise BackendError(
+            f"{instance}: no tmpfs at {mount_point} in its mount namespace (found {entry})"
+        )
+    path = data_volume.host_path(proc.pid, mount_point)
+    st = os.statvfs(path)
+    page = os.sysconf("SC_PAGE_SIZE")
+    if st.f_blocks * st.f_frsize != -(-size // page) * page:  # tmpfs rounds up to pages
+        raise BackendError(
+            f"{instance}: its data volume holds {st.f_blocks * st.f_frsize} bytes, not {size}"
+        )
+    return DataVolume(instance, mount_point, str(path), size, source)

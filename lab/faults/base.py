@@ -43,6 +43,8 @@ class Fault:
     kind: ClassVar[str]
     Params: ClassVar[type[FaultParams]]
     description: ClassVar[str]
+    #: The fault acts on the instances' data volumes (`stack.data_volume` required).
+    needs_data_volume: ClassVar[bool] = False
 
     def __init__(
         self, params: FaultParams, stack: Stack, seed: int, handle: StackHandle | None = None

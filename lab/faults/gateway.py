@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from lab.durations import Duration
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
 from lab.services.proxy.toxics import Toxic
+from lab.units import Duration
 
 
 class GatewayPhase(Toxic):

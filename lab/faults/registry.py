@@ -8,12 +8,14 @@ from pydantic import ValidationError
 
 from lab.backends.base import Stack, StackHandle
 from lab.faults.base import Fault, FaultParams
+from lab.faults.disk_fill import DiskFill
 from lab.faults.drop_index import DropIndex
 from lab.faults.gateway import GatewayFault
+from lab.faults.hot_key_expiry import HotKeyExpiry
 from lab.faults.rolling_deploy import RollingDeploy
 
 FAULT_KINDS: dict[str, type[Fault]] = {
-    cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy)
+    cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy, DiskFill, HotKeyExpiry)
 }
 
 
@@ -33,6 +35,17 @@ def params_problems(kind: str, params: dict[str, Any], where: str) -> list[str]:
                 msg = f"unknown parameter for fault '{kind}' (known: {known})"
             out.append(f"{where}.{path}: {msg}")
         return out
+    return []
+
+
+def stack_problems(kind: str, has_data_volume: bool) -> list[str]:
+    """What the fault kind needs from the stack that the scenario does not give it."""
+    cls = FAULT_KINDS.get(kind)
+    if cls is not None and cls.needs_data_volume and not has_data_volume:
+        return [
+            f"stack.data_volume: fault '{kind}' needs a size-limited filesystem to act on; "
+            "add e.g. `data_volume: {size: 8MiB}` under stack"
+        ]
     return []
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import Field
 
-from lab.durations import Duration
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
+from lab.units import Duration
 
 
 class RollingDeployParams(FaultParams):

@@ -119,8 +119,12 @@ class Shopper(FastHttpUser):
     def health(self) -> None:
         self.client.get("/health", name="health")
 
+    def catalog(self) -> None:
+        """The price list every product page shows: a hot, cached key."""
+        self.client.get("/api/catalog/prices", name="catalog")
 
-_KINDS = {"checkout": Shopper.checkout, "health": Shopper.health}
+
+_KINDS = {"checkout": Shopper.checkout, "health": Shopper.health, "catalog": Shopper.catalog}
 Shopper.tasks = {  # type: ignore[assignment]
     _KINDS[e["request"]]: int(e.get("weight", 1)) for e in SPEC.get("endpoints", [])
 } or {Shopper.checkout: 1}

@@ -81,6 +81,14 @@ def render_table(results: RunResults) -> str:
                 out.append(f"  server log: {sum(s.count for s in v.signatures)} unhandled "
                            f"exceptions; top: {top.exception} at {top.frame} ×{top.count}")
             out.append("")
+    for skipped in results.skipped:
+        out.append(f"{skipped.scenario}: SKIPPED ({', '.join(skipped.variants)}) — "
+                   f"{skipped.reason}")
+        out.append("")
     verdict = "every expectation held" if results.passed else "some expectations FAILED"
-    out.append(f"{len(results.variants)} variant(s) run: {verdict}.")
+    if not results.variants:
+        verdict = "nothing ran"
+    skipped_count = sum(len(s.variants) for s in results.skipped)
+    tail = f"; {skipped_count} skipped" if skipped_count else ""
+    out.append(f"{len(results.variants)} variant(s) run{tail}: {verdict}.")
     return "\n".join(out)

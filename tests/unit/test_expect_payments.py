@@ -64,9 +64,9 @@ def test_increase_of_another_services_counter_while_a_condition_held() -> None:
 
 def test_plain_increase_and_service_filter() -> None:
     assert check(window="after", metric="checkout_breaker_closed", increase=">= 1") == (
-        False, "rose by 0 over 10 samples")
+        False, "increase 0 (1 → 1; 10 samples)")
     ok, measured = check(window="fault", metric="checkout_breaker_closed", increase=">= 1")
-    assert ok and measured == "rose by 1 over 10 samples"
+    assert ok and measured == "increase 1 (0 → 1; 10 samples)"
     # max over the checkout only: the proxy's counter is not mixed in.
     assert check(window="fault", metric="checkout_breaker_open", max="== 1")[0]
     assert check(window="fault", metric="proxy_requests_total", max=">= 0") == (

@@ -127,9 +127,10 @@ def test_baseline_is_required(tmp_path: Path) -> None:
 
 
 def test_unknown_fault_kind_and_param(tmp_path: Path) -> None:
-    [problem] = problems_of(tmp_path, with_changes(fault__kind="meteor"))
-    assert problem.startswith("fault.kind: expected one of drop-index, ")
-    assert problem.endswith(", got 'meteor'")
+    assert problems_of(tmp_path, with_changes(fault__kind="meteor")) == [
+        "fault.kind: expected one of disk-fill, drop-index, gateway, hot-key-expiry, "
+        "rolling-deploy, got 'meteor'"
+    ]
     probs = problems_of(tmp_path, with_changes(fault__params={"idx": "x"}))
     assert probs[0].startswith("fault.params.idx: unknown parameter for fault 'drop-index'")
 

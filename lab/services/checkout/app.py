@@ -1,8 +1,9 @@
 """Assembles the checkout aiohttp application and serves it.
 
 Middleware order, outermost first: metrics (sees the final status of every response,
-errors included), errors (turns every exception into a problem response), sessions
-(touches the session on arrival, before any waiting for the database).
+errors included), the access log in DATA_DIR when set (same reason), errors (turns every
+exception into a problem response), sessions (touches the session on arrival, before any
+waiting for the database).
 """
 
 from __future__ import annotations
@@ -16,10 +17,22 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
+from .cache import RecomputingCache
+from .catalog import (
+    CATALOG_CACHE,
+    PRICES_KEY,
+    cache_expire,
+    cache_state,
+    catalog_prices,
+    compute_prices,
+)
 from .config import CheckoutConfig, redact_dsn
+from .datadir import DataDir
+from .datalog import make_access_log_middleware
 from .db import Database
 from .handlers import (
     CONFIG,
+    DATA,
     DB,
     METRICS,
     PAYMENTS,
@@ -36,7 +49,9 @@ from .problems import make_error_middleware
 from .sessions import SessionStore, make_session_middleware
 
 CHECKOUT_ROUTE = "/api/checkout/complete"
+CATALOG_ROUTE = "/api/catalog/prices"
 INSTANCE_HEADER = "X-Instance"
+LOG = web.AppKey("log", JsonLog)
 
 
 class StartupError(Exception):
@@ -51,10 +66,30 @@ def build_app(config: CheckoutConfig, log: JsonLog) -> web.Application:
     """The application, with the pool opened on startup and closed on cleanup."""
     app = web.Application()
     sessions = SessionStore(config.session_ttl_s)
-    service_metrics = ServiceMetrics.create(lambda: app.get(DB))
+    catalog_cache = RecomputingCache[bytes](
+        config.catalog_cache_strategy,
+        config.catalog_cache_ttl_ms / 1000,
+        max_stale_s=config.catalog_cache_max_stale_ms / 1000,
+        beta=config.catalog_xfetch_beta,
+    )
+    data_dir = None
+    if config.data_dir is not None:
+        data_dir = DataDir(
+            config.data_dir,
+            log=log,
+            failure_interval_s=config.write_failure_log_interval_ms / 1000,
+            max_log_bytes=config.log_max_bytes,
+            log_backups=config.log_backups,
+        )
+        app[DATA] = data_dir
+    service_metrics = ServiceMetrics.create(
+        lambda: app.get(DB), cache_source=lambda: catalog_cache, data_source=lambda: data_dir
+    )
+    app.middlewares.append(service_metrics.middleware())
+    if data_dir is not None:
+        app.middlewares.append(make_access_log_middleware(data_dir.log, config.instance))
     app.middlewares.extend(
         [
-            service_metrics.middleware(),
             make_error_middleware(
                 log=log,
                 metrics=service_metrics,
@@ -66,10 +101,15 @@ def build_app(config: CheckoutConfig, log: JsonLog) -> web.Application:
         ]
     )
     app[CONFIG] = config
+    app[LOG] = log
     app[SESSIONS] = sessions
     app[METRICS] = service_metrics
+    app[CATALOG_CACHE] = catalog_cache
 
     app.router.add_post(CHECKOUT_ROUTE, complete_checkout)
+    app.router.add_get(CATALOG_ROUTE, catalog_prices)
+    app.router.add_get("/admin/cache", cache_state)
+    app.router.add_post("/admin/cache/expire", cache_expire)
     app.router.add_get("/health", health)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
@@ -80,7 +120,10 @@ def build_app(config: CheckoutConfig, log: JsonLog) -> web.Application:
     app.on_response_prepare.append(add_instance_header)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_payments_ctx)
+    app.cleanup_ctx.append(_catalog_ctx)
     app.cleanup_ctx.append(_session_sweeper_ctx)
+    if data_dir is not None:
+        app.cleanup_ctx.append(_data_dir_ctx)
 
     async def log_stopped(_app: web.Application) -> None:
         log.info("stopped")
@@ -123,6 +166,28 @@ async def _payments_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as http:
         app[PAYMENTS] = PaymentClient(config, http, app[METRICS].registry)
         yield
+
+
+async def _catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Warm the price list before the port is bound, so the first users all hit; a failure
+    here is not fatal (the first request recomputes), only logged."""
+    cache, db = app[CATALOG_CACHE], app[DB]
+    try:
+        await cache.warm(PRICES_KEY, lambda: compute_prices(db))
+    except Exception as exc:
+        app[LOG].warning("catalog_warm_failed", exception=type(exc).__name__, message=str(exc))
+    yield
+    await cache.close()
+
+
+async def _data_dir_ctx(app: web.Application) -> AsyncIterator[None]:
+    data_dir = app[DATA]
+    task = asyncio.create_task(data_dir.failures.run_flusher(), name="write-failure-flusher")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    data_dir.close()
 
 
 async def _session_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

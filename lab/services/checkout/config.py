@@ -12,11 +12,14 @@ New keys (a payment API key, breaker settings, cache TTLs) go into `CheckoutConf
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+#: Kept here (not in cache.py) so a bad value is rejected before anything heavy is imported.
+CACHE_STRATEGIES = ("none", "single-flight", "stale-while-revalidate", "early-refresh")
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 INT32_MAX = 2**31 - 1
@@ -106,6 +109,23 @@ class EnvReader:
             return False
         raise ConfigError(name, "one of true/false/1/0/yes/no", value)
 
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in options:
+            raise ConfigError(name, f"one of {'/'.join(options)}", value)
+        return value.lower()
+
+    def writable_directory(self, name: str) -> str | None:
+        """An existing directory this process may write to, or None when unset."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        if not os.path.isdir(value) or not os.access(value, os.W_OK | os.X_OK):
+            raise ConfigError(name, "an existing directory this process can write to", value)
+        return value
+
     def postgres_dsn(self, name: str) -> str:
         value = self.string(name, what="a postgresql:// URL")
         try:
@@ -159,6 +179,31 @@ class CheckoutConfig:
     #: Which required variables are missing, and what start-up and readiness do about it.
     config_checks: ConfigChecks = field(default_factory=lambda: ConfigChecks())
 
+    # -- the data directory: receipts and the service's own log file (disk-full incident)
+    #: None = no receipts and no log file are written (the pool-exhaustion setting).
+    data_dir: str | None = None
+    #: False (the incident): a receipt that cannot be written fails the checkout with a 500.
+    #: True: the order stands and is answered 201 marked `degraded`.
+    degrade_receipt_writes: bool = False
+    #: At most one log line per this interval about failed data-directory writes.
+    write_failure_log_interval_ms: int = 10_000
+    #: 0 = readiness ignores the data volume; otherwise /health is 503 above this fraction.
+    readiness_max_disk_use: float = 0.0
+    #: 0 = the log file grows without bound (the incident); otherwise rotate at this size.
+    log_max_bytes: int = 0
+    #: Rotated log files kept next to the live one (only with log_max_bytes > 0).
+    log_backups: int = 2
+
+    # -- the catalog's price cache (cache-stampede incident)
+    catalog_cache_ttl_ms: int = 60_000
+    #: none (the incident: every miss recomputes) | single-flight | stale-while-revalidate
+    #: | early-refresh (XFetch).
+    catalog_cache_strategy: str = "none"
+    #: stale-while-revalidate only: how long past its expiry a value may still be served.
+    catalog_cache_max_stale_ms: int = 60_000
+    #: early-refresh only: XFetch's beta (>1 refreshes earlier, <1 later).
+    catalog_xfetch_beta: float = 1.0
+
     @property
     def acquire_timeout_s(self) -> float | None:
         return self.db_acquire_timeout_ms / 1000 if self.db_acquire_timeout_ms > 0 else None
@@ -192,6 +237,16 @@ class CheckoutConfig:
             "SHUTDOWN_TIMEOUT_S": self.shutdown_timeout_s,
             **self.payments.public(),
             **self.config_checks.public(),
+            "DATA_DIR": self.data_dir,
+            "DEGRADE_RECEIPT_WRITES": self.degrade_receipt_writes,
+            "WRITE_FAILURE_LOG_INTERVAL_MS": self.write_failure_log_interval_ms,
+            "READINESS_MAX_DISK_USE": self.readiness_max_disk_use,
+            "LOG_MAX_BYTES": self.log_max_bytes,
+            "LOG_BACKUPS": self.log_backups,
+            "CATALOG_CACHE_TTL_MS": self.catalog_cache_ttl_ms,
+            "CATALOG_CACHE_STRATEGY": self.catalog_cache_strategy,
+            "CATALOG_CACHE_MAX_STALE_MS": self.catalog_cache_max_stale_ms,
+            "CATALOG_XFETCH_BETA": self.catalog_xfetch_beta,
         }
 
     @classmethod
@@ -223,6 +278,25 @@ class CheckoutConfig:
             shutdown_timeout_s=r.number("SHUTDOWN_TIMEOUT_S", 5.0, minimum=0.0, maximum=3600.0),
             payments=PaymentSettings.from_env(r),
             config_checks=ConfigChecks.from_env(r),
+            data_dir=r.writable_directory("DATA_DIR"),
+            degrade_receipt_writes=r.boolean("DEGRADE_RECEIPT_WRITES", False),
+            write_failure_log_interval_ms=r.integer(
+                "WRITE_FAILURE_LOG_INTERVAL_MS", 10_000, minimum=1, maximum=3_600_000
+            ),
+            readiness_max_disk_use=r.number(
+                "READINESS_MAX_DISK_USE", 0.0, minimum=0.0, maximum=1.0
+            ),
+            # Python's RotatingFileHandler never rotates with 0 backups, so at least one.
+            log_max_bytes=r.integer("LOG_MAX_BYTES", 0, minimum=0, maximum=2**40),
+            log_backups=r.integer("LOG_BACKUPS", 2, minimum=1, maximum=100),
+            catalog_cache_ttl_ms=r.integer("CATALOG_CACHE_TTL_MS", 60_000, minimum=1),
+            catalog_cache_strategy=r.choice(
+                "CATALOG_CACHE_STRATEGY", "none", CACHE_STRATEGIES
+            ),
+            catalog_cache_max_stale_ms=r.integer("CATALOG_CACHE_MAX_STALE_MS", 60_000),
+            catalog_xfetch_beta=r.number(
+                "CATALOG_XFETCH_BETA", 1.0, minimum=0.01, maximum=100.0
+            ),
         )
 
 

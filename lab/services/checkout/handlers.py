@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import CheckoutConfig
+from .datadir import DataDir
+from .datalog import LOG_FIELDS
 from .db import Database, fetch_cart_items, fetch_stock, insert_order, insert_pending_order
 from .metrics import ServiceMetrics
 from .payments import PaymentClient
@@ -29,6 +32,8 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 PAYMENTS = web.AppKey("payments", PaymentClient)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Present only when DATA_DIR is set.
+DATA = web.AppKey("data_dir", DataDir)
 
 
 class CheckoutRequest(BaseModel):
@@ -131,13 +136,54 @@ async def complete_checkout(request: web.Request) -> web.Response:
         order_id = await insert_order(
             conn, cart_id=parsed.cart_id, user_id=user_id, total_cents=total_cents
         )
-    return web.json_response(
-        {"order_id": order_id, "status": "CONFIRMED", "total_cents": total_cents}, status=201
-    )
+    request[LOG_FIELDS] = {
+        "order_id": order_id,
+        "cart_id": parsed.cart_id,
+        "total_cents": total_cents,
+        "items": [[i.sku, i.qty, i.unit_price_cents] for i in items],
+    }
+    body: dict[str, Any] = {"order_id": order_id, "status": "CONFIRMED", "total_cents": total_cents}
+    data = request.app.get(DATA)
+    if data is not None:
+        body.update(_write_receipt(request, data, order_id, parsed, user_id, total_cents))
+    return web.json_response(body, status=201)
+
+
+def _write_receipt(
+    request: web.Request,
+    data: DataDir,
+    order_id: int,
+    order: CheckoutRequest,
+    user_id: int,
+    total_cents: int,
+) -> dict[str, Any]:
+    """Append the order's receipt; the order is already committed whatever happens here.
+
+    With the incident's setting the write's OSError (ENOSPC on a full disk) propagates and
+    the client gets a 500 for an order that exists. With DEGRADE_RECEIPT_WRITES the
+    receipt is treated as non-critical: the answer stays 201, marked degraded.
+    """
+    receipt = {
+        "order_id": order_id,
+        "cart_id": order.cart_id,
+        "user_id": user_id,
+        "total_cents": total_cents,
+        "currency": "EUR",
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    try:
+        data.receipts.append(receipt)
+    except OSError as exc:
+        data.failures.record("receipt", exc)
+        if not request.app[CONFIG].degrade_receipt_writes:
+            raise
+        return {"degraded": True, "degraded_reasons": ["receipt_not_written"]}
+    return {}
 
 
 async def health(request: web.Request) -> web.Response:
-    """Readiness: config, Postgres reachable (outside the pool), and pool pressure."""
+    """Readiness: config, Postgres reachable (outside the pool), pool pressure, and with
+    DATA_DIR the data volume's fill."""
     config = request.app[CONFIG]
     db = request.app[DB]
     ready = True
@@ -180,6 +226,10 @@ async def health(request: web.Request) -> web.Response:
             "state": str(state),
             "consecutive_failures": payments.breaker.consecutive_failures,
         }
+    data = request.app.get(DATA)
+    if data is not None:
+        volume_ok, checks["data_volume"] = _data_volume_check(data, config.readiness_max_disk_use)
+        ready = ready and volume_ok
 
     body = {
         "status": "ready" if ready else "unavailable",
@@ -189,6 +239,22 @@ async def health(request: web.Request) -> web.Response:
     if ready:
         return web.json_response(body)
     return web.json_response(body, status=503, headers={"Retry-After": str(config.retry_after_s)})
+
+
+def _data_volume_check(data: DataDir, threshold: float) -> tuple[bool, dict[str, Any]]:
+    """The data volume's fill; failing above `threshold` (0 = reported, never failing)."""
+    try:
+        usage = data.usage()
+    except OSError as exc:
+        return threshold <= 0, {"status": "fail", "reason": str(exc)}
+    full = threshold > 0 and usage.used > threshold
+    return not full, {
+        "status": "fail" if full else "pass",
+        "size_bytes": usage.total,
+        "free_bytes": usage.free,
+        "used": round(usage.used, 4),
+        "threshold": threshold if threshold > 0 else None,
+    }
 
 
 async def livez(request: web.Request) -> web.Response:

@@ -1,0 +1,121 @@
+"""The cache-stampede incident end to end: real Postgres and its ~250 ms aggregate, the
+checkout's in-process cache, Locust, and the shipped scenario file.
+
+The baseline and the three mitigations run once each (module fixtures, through the
+CLI's --json results); each test then asserts one claim with the figures that prove it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MITIGATIONS = ("single-flight", "stale-while-revalidate", "early-refresh")
+
+
+def _run(variants: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], str]:
+    root = Path(f"/tmp/chaoslab-test-{secrets.token_hex(4)}")
+    out = root.with_suffix(".json")
+    args = [a for v in variants for a in ("--variant", v)]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lab", "run", "cache-stampede", *args, "--json", str(out)],
+            cwd=REPO, env={**os.environ, "CHAOSLAB_RUNS_ROOT": str(root)},
+            capture_output=True, text=True, timeout=120 * len(variants), check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        leftovers = sorted(p.name for p in root.iterdir()) if root.exists() else []
+        assert leftovers == [], f"runs left behind: {leftovers}"
+        doc = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        out.unlink(missing_ok=True)
+    return {v["name"]: v for v in doc["variants"]}, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def baseline() -> Iterator[dict[str, Any]]:
+    variants, _ = _run(("baseline",))
+    yield variants["baseline"]
+
+
+@pytest.fixture(scope="module")
+def mitigations() -> Iterator[tuple[dict[str, dict[str, Any]], str]]:
+    yield _run(MITIGATIONS)
+
+
+def series(v: dict[str, Any], metric: str, phase: str | None = None) -> list[float]:
+    return [s["metrics"]["checkout-1"][metric] for s in v["timeline"]
+            if "checkout-1" in s["metrics"] and metric in s["metrics"]["checkout-1"]
+            and (phase is None or s["phase"] == phase)]
+
+
+def test_baseline_stampede_drains_the_pool_into_500s(baseline: dict[str, Any]) -> None:
+    v = baseline
+    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    before, fault = v["windows"]["before"], v["windows"]["fault"]
+    assert before["by_class"] == {"2xx": before["total"]}
+    assert fault["by_status"]["500"] >= 20
+    facts = v["evidence"]["facts"]
+    # One expiry, a recompute per request that arrived while the first one ran: dozens,
+    # against a pool of 10 (60 users, so at most 60 requests are in flight at once).
+    assert facts["recomputes_during"] >= 20
+    assert facts["peak_concurrent_recomputes"] >= 10
+    assert max(series(v, "checkout_catalog_cache_recomputes_in_progress_peak", "fault")) >= 10
+    # The 500s are the pool's acquire timeout, which this service does not map to 503.
+    top = v["signatures"][0]
+    assert top["exception"] == "DependencyUnavailable"
+    assert "pool_acquire_timeout" in top["message"]
+    assert top["frame"].startswith("lab/services/checkout/db.py:")
+    assert fault["p99_ms"] >= 1000  # the queue for the pool
+
+
+def test_single_flight_recomputes_exactly_once(
+    mitigations: tuple[dict[str, dict[str, Any]], str],
+) -> None:
+    v = mitigations[0]["single-flight"]
+    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    fault = v["windows"]["fault"]
+    assert fault["by_class"] == {"2xx": fault["total"]} and fault["total"] > 1000
+    assert v["evidence"]["facts"]["recomputes_during"] == 1
+    assert v["evidence"]["facts"]["peak_concurrent_recomputes"] == 1
+    increase = [e for e in v["expectations"] if "increase of" in e["text"]]
+    assert [e["value"] for e in increase] == [1.0]
+
+
+def test_stale_while_revalidate_keeps_latency_flat(
+    mitigations: tuple[dict[str, dict[str, Any]], str],
+) -> None:
+    v = mitigations[0]["stale-while-revalidate"]
+    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    fault, after = v["windows"]["fault"], v["windows"]["after"]
+    assert fault["by_class"] == {"2xx": fault["total"]}
+    assert v["evidence"]["facts"]["recomputes_during"] == 1
+    # Within a small factor of the steady state (the 'after' window: no ramp-up in it).
+    assert fault["p99_ms"] <= 3 * after["p99_ms"] + 10
+    served = series(v, "checkout_catalog_cache_requests_total", "fault")
+    assert served and served[-1] > served[0]
+
+
+def test_early_refresh_finds_the_key_fresh_at_the_deadline(
+    mitigations: tuple[dict[str, dict[str, Any]], str],
+) -> None:
+    v = mitigations[0]["early-refresh"]
+    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    facts = v["evidence"]["facts"]
+    assert facts["refreshed_before_deadline"] is True
+    assert 1 <= facts["recomputes_during"] <= 5
+    assert v["windows"]["fault"]["by_status"].get("500", 0) == 0
+    table = mitigations[1]
+    for name in MITIGATIONS:
+        assert f"{name}  " in table and "FAIL" not in table
