@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from lab.backends.base import StackRequest
-from lab.backends.local import LocalBackend, wait_http_ok
+from lab.backends.base import StackRequest, wait_http_ok
+from lab.backends.local import LocalBackend
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import read_request_log
 from lab.postgres import free_port
@@ -109,7 +109,7 @@ async def run_bench(
             run_id=run_dir.run_id, log_dir=run_dir.path, cwd=REPO_ROOT,
         )
         try:
-            await wait_http_ok(f"http://127.0.0.1:{port}/livez", bare, 10, "bare app")
+            await wait_http_ok(f"http://127.0.0.1:{port}/livez", 10, "bare app", bare.exit_reason)
             bare_rps = await _throughput(f"http://127.0.0.1:{port}", run_dir.run_id,
                                          run_dir.path, spec, scenario.stack.seed.carts)
         finally:
@@ -199,7 +199,7 @@ async def hop_overheads(n: int = 500, rounds: int = 4) -> dict[str, float]:
                 "ROUTER_HEALTH_PATH": "/livez"}), "router"),
         ]
         for url, proc, what in waits:
-            await wait_http_ok(url, proc, 20, what)
+            await wait_http_ok(url, 20, what, proc.exit_reason)
         figures = await _compare(
             f"http://127.0.0.1:{pay}/v1/charges", f"http://127.0.0.1:{listen}/v1/charges",
             "proxy", n, rounds, "POST",

@@ -75,6 +75,11 @@ class ManagedProcess:
     def poll(self) -> int | None:
         return self.popen.poll()
 
+    def exit_reason(self) -> str | None:
+        """'exited with code N' and its last stderr lines, or None while it runs."""
+        code = self.popen.poll()
+        return None if code is None else f"exited with code {code}:\n{self.stderr_tail()}"
+
     def stderr_tail(self, lines: int = 20) -> str:
         try:
             text = self.stderr_path.read_text(errors="replace")

@@ -5,11 +5,15 @@ The runner only sees these types, so a scenario runs unchanged on any backend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from lab.errors import BackendError
 
 if TYPE_CHECKING:  # scenario → faults → backends.base: a runtime import would be a cycle
     from lab.scenario import LoadSpec
@@ -184,3 +188,26 @@ class Backend(Protocol):
 
     def up(self, request: StackRequest) -> AbstractAsyncContextManager[StackHandle]:
         """Start the stack; on exit tear all of it down, whatever happened inside."""
+
+
+async def wait_http_ok(
+    url: str, timeout: float, what: str, died: Callable[[], str | None]
+) -> None:
+    """Poll `url` until it answers 200. `died` says why the service is gone (its exit code
+    and last log lines), or None while it runs, so a crash fails at once, not at timeout."""
+    import aiohttp  # only the waiting needs it; base.py is otherwise declarations
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+        while time.monotonic() < deadline:
+            reason = died()
+            if reason is not None:
+                raise BackendError(f"{what} {reason}")
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(0.05)
+    raise BackendError(f"{what} did not answer {url} within {timeout:g}s")

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from lab.backends.base import (
     ProxyControl,
@@ -29,6 +28,7 @@ from lab.backends.base import (
     Stack,
     StackRequest,
     StartedInstance,
+    wait_http_ok,
 )
 from lab.errors import BackendError, LoadError
 from lab.images import IMAGES, check_images, engine
@@ -251,7 +251,8 @@ class DockerBackend:
             handle.stack.instances = instances
             handle.stack.entry_url = f"http://{run_id}-checkout-1:{CHECKOUT_PORT}"
             for container, inst in zip(handle.checkouts, instances, strict=True):
-                await _wait_http_ok(f"{inst.base_url}/livez", container, 30, inst.name)
+                await wait_http_ok(f"{inst.base_url}/livez", 30, inst.name,
+                                   functools.partial(_exited, container))
             handle.stack.started_in_s = time.monotonic() - started
             yield handle
         finally:
@@ -271,23 +272,6 @@ class DockerBackend:
         finally:
             with contextlib.suppress(Exception):
                 job.remove(force=True)
-
-
-async def _wait_http_ok(url: str, container: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-        while time.monotonic() < deadline:
-            reason = _exited(container)
-            if reason is not None:
-                raise BackendError(f"{what} {reason}")
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(0.1)
-    raise BackendError(f"{what} did not answer {url} within {timeout:g}s")
 
 
 def run_objects(client: Any, run_id: str | None = None) -> Iterator[tuple[str, str, Any]]:

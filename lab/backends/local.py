@@ -19,10 +19,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from lab.backends import data_volume
-from lab.backends.base import DataVolume, ServiceInstance, Stack, StackRequest, StartedInstance
+from lab.backends.base import (
+    DataVolume,
+    ServiceInstance,
+    Stack,
+    StackRequest,
+    StartedInstance,
+    wait_http_ok,
+)
 from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
@@ -144,26 +149,6 @@ class LocalStackHandle:
         return code
 
 
-async def wait_http_ok(
-    url: str, proc: ManagedProcess, timeout: float, what: str
-) -> None:
-    """Poll `url` until it answers 200; fail early with stderr if the process died."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-        while time.monotonic() < deadline:
-            code = proc.poll()
-            if code is not None:
-                raise BackendError(f"{what} exited with code {code}:\n{proc.stderr_tail()}")
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(0.05)
-    raise BackendError(f"{what} did not answer {url} within {timeout:g}s:\n{proc.stderr_tail()}")
-
-
 async def wait_in_rotation(router: HttpRouterControl, names: Sequence[str],
                            timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -211,7 +196,7 @@ class LocalBackend:
             )
             waits = self._launch(handle, request, postgres.dsn)
             for url, proc, what in waits:
-                await wait_http_ok(url, proc, SERVICE_START_TIMEOUT_S, what)
+                await wait_http_ok(url, SERVICE_START_TIMEOUT_S, what, proc.exit_reason)
             await wait_in_rotation(handle.router, [i.name for i in handle.stack.instances],
                                    SERVICE_START_TIMEOUT_S)
             if request.data_volume_bytes is not None:

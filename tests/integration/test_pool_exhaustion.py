@@ -23,16 +23,9 @@ from lab.processes import pids_with_run_id
 from lab.runner import run_variant
 from lab.scenario import find_scenario, load_scenario_file
 from lab.services.checkout.schema import CART_ITEMS_INDEX
+from tests.integration.lab_cli import run_lab
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run_lab(
-    args: list[str], runs_root: Path, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def variant_json(path: Path, name: str) -> dict[str, object]:
