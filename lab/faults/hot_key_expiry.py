@@ -66,6 +66,7 @@ class HotKeyExpiry(Fault):
                 "peak_recomputes_in_progress": doc["peak_recomputes_in_progress"],
                 "expires_in_s": (doc.get("entry") or {}).get("expires_in_s"),
                 "age_s": (doc.get("entry") or {}).get("age_s"),
+                "last_recompute_s": (doc.get("entry") or {}).get("last_recompute_s"),
             })
         return states
 

@@ -2,7 +2,8 @@
 checkout's in-process cache, Locust, and the shipped scenario file.
 
 The baseline and the three mitigations run once each (module fixtures, through the
-CLI's --json results); each test then asserts one claim with the figures that prove it.
+CLI's --json results); each test then asserts its own variant's verdicts and the figures
+that prove its claim, so one variant's failure is reported as that variant's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _run(variants: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], str]:
             cwd=REPO, env={**os.environ, "CHAOSLAB_RUNS_ROOT": str(root)},
             capture_output=True, text=True, timeout=120 * len(variants), check=False,
         )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # 0: every expectation held, 1: some did not (each test checks its own variant).
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
         leftovers = sorted(p.name for p in root.iterdir()) if root.exists() else []
         assert leftovers == [], f"runs left behind: {leftovers}"
         doc = json.loads(out.read_text())
@@ -60,9 +62,13 @@ def series(v: dict[str, Any], metric: str, phase: str | None = None) -> list[flo
             and (phase is None or s["phase"] == phase)]
 
 
+def failed(v: dict[str, Any]) -> list[str]:
+    return [f"{e['text']}: {e['measured']}" for e in v["expectations"] if not e["passed"]]
+
+
 def test_baseline_stampede_drains_the_pool_into_500s(baseline: dict[str, Any]) -> None:
     v = baseline
-    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    assert v["passed"], failed(v)
     before, fault = v["windows"]["before"], v["windows"]["fault"]
     assert before["by_class"] == {"2xx": before["total"]}
     assert fault["by_status"]["500"] >= 20
@@ -84,7 +90,7 @@ def test_single_flight_recomputes_exactly_once(
     mitigations: tuple[dict[str, dict[str, Any]], str],
 ) -> None:
     v = mitigations[0]["single-flight"]
-    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    assert v["passed"], failed(v)
     fault = v["windows"]["fault"]
     assert fault["by_class"] == {"2xx": fault["total"]} and fault["total"] > 1000
     assert v["evidence"]["facts"]["recomputes_during"] == 1
@@ -97,7 +103,7 @@ def test_stale_while_revalidate_keeps_latency_flat(
     mitigations: tuple[dict[str, dict[str, Any]], str],
 ) -> None:
     v = mitigations[0]["stale-while-revalidate"]
-    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    assert v["passed"], failed(v)
     fault, after = v["windows"]["fault"], v["windows"]["after"]
     assert fault["by_class"] == {"2xx": fault["total"]}
     assert v["evidence"]["facts"]["recomputes_during"] == 1
@@ -111,11 +117,10 @@ def test_early_refresh_finds_the_key_fresh_at_the_deadline(
     mitigations: tuple[dict[str, dict[str, Any]], str],
 ) -> None:
     v = mitigations[0]["early-refresh"]
-    assert v["passed"], [e for e in v["expectations"] if not e["passed"]]
+    assert v["passed"], failed(v)
     facts = v["evidence"]["facts"]
     assert facts["refreshed_before_deadline"] is True
     assert 1 <= facts["recomputes_during"] <= 5
     assert v["windows"]["fault"]["by_status"].get("500", 0) == 0
-    table = mitigations[1]
-    for name in MITIGATIONS:
-        assert f"{name}  " in table and "FAIL" not in table
+    assert facts["refreshed_vs_deadline_s"] < 0  # seconds before the deadline
+    assert "early-refresh           PASS" in mitigations[1]
