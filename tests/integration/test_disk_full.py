@@ -138,8 +138,11 @@ def test_readiness_reports_503_while_the_volume_is_full(runs_root: Path) -> None
     shares = {e.text: e.value for e in v.expectations}
     assert shares["[before] /health answered 200 share >= 80%"] == 1.0
     assert shares["[fault] /health answered 503 share >= 80%"] >= 0.8  # type: ignore[operator]
-    # Without a router nothing acts on it yet: the clients still get the 500s.
-    assert v.windows["fault"].by_class["500"] / v.windows["fault"].total >= 0.8
+    # The router acts on it: the clients get its 503s with Retry-After, not 500s.
+    fault = v.windows["fault"]
+    assert fault.by_class["503"] / fault.total >= 0.7
+    assert fault.retry_after["503"] == fault.by_class["503"]
+    assert shares["[fault+2s] 500 count == 0"] == 0
 
 
 def test_log_rotation_keeps_the_volume_from_filling_where_unbounded_logs_do(
