@@ -101,3 +101,15 @@ def tagged_mounts(source: str) -> Iterator[tuple[int, str]]:
             tail = right.split()
             if len(tail) >= 2 and tail[1] == source:
                 yield int(entry.name), left.split()[4]
+
+
+def check_size(path: str, size: int, instance: str) -> None:
+    """The filesystem at `path` holds `size` bytes (tmpfs rounds up to whole pages)."""
+    from lab.errors import BackendError
+
+    st = os.statvfs(path)
+    page = os.sysconf("SC_PAGE_SIZE")
+    if st.f_blocks * st.f_frsize != -(-size // page) * page:
+        raise BackendError(
+            f"{instance}: its data volume holds {st.f_blocks * st.f_frsize} bytes, not {size}"
+        )

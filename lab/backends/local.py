@@ -10,7 +10,6 @@ removed.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import sys
 import time
@@ -273,10 +272,5 @@ def _attached_volume(
             f"{instance}: no tmpfs at {mount_point} in its mount namespace (found {entry})"
         )
     path = data_volume.host_path(proc.pid, mount_point)
-    st = os.statvfs(path)
-    page = os.sysconf("SC_PAGE_SIZE")
-    if st.f_blocks * st.f_frsize != -(-size // page) * page:  # tmpfs rounds up to pages
-        raise BackendError(
-            f"{instance}: its data volume holds {st.f_blocks * st.f_frsize} bytes, not {size}"
-        )
+    data_volume.check_size(str(path), size, instance)
     return DataVolume(instance, mount_point, str(path), size, source)
