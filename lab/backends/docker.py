@@ -103,10 +103,15 @@ def proxy_spec(payments_host: str, seed: int) -> ContainerSpec:
     )
 
 
-def checkout_spec(name: str, dsn: str, config: Mapping[str, str], *, proxy_host: str,
-                  api_key: str, data_volume_bytes: int | None = None) -> ContainerSpec:
-    env = {"PAYMENT_URL": f"http://{proxy_host}:{PROXY_PORT}", "PAYMENT_API_KEY": api_key,
-           **config, "CHECKOUT_HOST": "0.0.0.0", "CHECKOUT_PORT": str(CHECKOUT_PORT),
+def payment_wiring(proxy_host: str, api_key: str) -> dict[str, str]:
+    """How a checkout reaches the gateway: through the fault proxy, with the API key. Part
+    of its environment like any other variable, so a deploy can lose the key."""
+    return {"PAYMENT_URL": f"http://{proxy_host}:{PROXY_PORT}", "PAYMENT_API_KEY": api_key}
+
+
+def checkout_spec(name: str, dsn: str, config: Mapping[str, str], *,
+                  data_volume_bytes: int | None = None) -> ContainerSpec:
+    env = {**config, "CHECKOUT_HOST": "0.0.0.0", "CHECKOUT_PORT": str(CHECKOUT_PORT),
            "CHECKOUT_INSTANCE": name, "DATABASE_URL": dsn}
     tmpfs = {}
     if data_volume_bytes is not None:
@@ -252,10 +257,10 @@ class DockerStackHandle:
     labels: dict[str, str]
     #: Container name prefix of instances it starts.
     prefix: str
+    #: What every instance runs with (the payment wiring included), before its own
+    #: name, port and database.
     checkout_env: dict[str, str] = field(default_factory=dict)
     dsn: str = ""
-    proxy_host: str = ""
-    api_key: str = ""
     data_volume_bytes: int | None = None
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     router_container: Any = None
@@ -264,6 +269,11 @@ class DockerStackHandle:
     #: stderr of instances already stopped and removed (their logs die with them).
     stopped_stderr: dict[str, list[str]] = field(default_factory=dict)
     stopped_exit: dict[str, int | None] = field(default_factory=dict)
+    #: A label numbering the instances it starts (compose's container number), and the
+    #: next number.
+    number_label: str = ""
+    next_number: int = 1
+    _router: HaproxyRouterControl | None = None
 
     def service_stderr(self) -> list[str]:
         lines = [line for kept in self.stopped_stderr.values() for line in kept]
@@ -273,10 +283,12 @@ class DockerStackHandle:
 
     @property
     def router(self) -> HaproxyRouterControl:
-        port = _published_port(self.router_container, haproxy.RUNTIME_PORT)
-        return HaproxyRouterControl(
-            "127.0.0.1", port, logs=lambda: _log_lines(self.router_container),
-            check=self.router_check, address=self._internal_address)
+        if self._router is None:  # one per stack: it keeps the log of additions/removals
+            port = _published_port(self.router_container, haproxy.RUNTIME_PORT)
+            self._router = HaproxyRouterControl(
+                "127.0.0.1", port, logs=lambda: _log_lines(self.router_container),
+                check=self.router_check, address=self._internal_address)
+        return self._router
 
     @property
     def proxy(self) -> HttpProxyControl:
@@ -293,9 +305,12 @@ class DockerStackHandle:
         return self.checkouts[name]
 
     def launch_checkout(self, name: str, env: Mapping[str, str]) -> Checkout:
-        spec = checkout_spec(name, self.dsn, env, proxy_host=self.proxy_host,
-                             api_key=self.api_key, data_volume_bytes=self.data_volume_bytes)
-        container = _run(self.client, spec, f"{self.prefix}{name}", self.labels,
+        spec = checkout_spec(name, self.dsn, env, data_volume_bytes=self.data_volume_bytes)
+        labels = dict(self.labels)
+        if self.number_label:
+            labels[self.number_label] = str(self.next_number)
+            self.next_number += 1
+        container = _run(self.client, spec, f"{self.prefix}{name}", labels,
                          self.network, aliases=[name])
         port = _published_port(container, CHECKOUT_PORT)
         checkout = Checkout(name, container, ServiceInstance(name, f"http://127.0.0.1:{port}"))
@@ -435,9 +450,11 @@ class DockerBackend:
                 Stack(backend=self.name, run_id=run_id, entry_url="",
                       db_dsn=f"postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/{DATABASE}",
                       instances=[], work_dir=str(run_dir.path)),
-                client, network, labels, prefix, checkout_env=dict(request.checkout_env),
-                dsn=internal_dsn, proxy_host=f"{prefix}proxy", api_key=api_key,
-                data_volume_bytes=request.data_volume_bytes, proxy_admin=proxy_admin,
+                client, network, labels, prefix,
+                checkout_env={**payment_wiring(f"{prefix}proxy", api_key),
+                              **request.checkout_env},
+                dsn=internal_dsn, data_volume_bytes=request.data_volume_bytes,
+                proxy_admin=proxy_admin,
                 router_check=haproxy.server_check(request.router),
             )
             names = [f"checkout-{i}" for i in range(1, request.instances + 1)]
