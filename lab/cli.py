@@ -12,6 +12,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from lab.results import RunResults, Skipped
 from lab.runner import Progress, run_variant, skip_reason
 from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
+from lab.units import parse_duration
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK = 0, 1, 2, 3
@@ -229,6 +231,63 @@ def cmd_images(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_inject(args: argparse.Namespace) -> int:
+    from lab import workshop
+
+    path = find_scenario(args.scenario)
+    scenario = load_scenario_file(path)
+    if args.variant not in scenario.variants:
+        raise ScenarioError(str(path), [
+            f"variants: no variant named {args.variant!r} "
+            f"(known: {', '.join(scenario.variants)})"])
+    try:
+        hold_for = parse_duration(args.hold_for) if args.hold_for else None
+    except ValueError as exc:
+        raise ScenarioError("--for", [str(exc)]) from None
+    print(f"inject: attaching to the compose stack and injecting {scenario.fault.kind} "
+          f"({scenario.name}/{args.variant})…", file=sys.stderr, flush=True)
+    state = workshop.start(args.project, path, args.variant, scenario.fault.kind, hold_for)
+    print(f"{state.kind} injected into compose project {state.project!r} "
+          f"({state.scenario}, variant {state.variant}), held by pid {state.pid}")
+    _print_facts(state.evidence.get("facts", {}))
+    until = (f"it reverts itself at {time.strftime('%H:%M:%S', time.localtime(state.revert_at))}"
+             " or " if state.revert_at else "")
+    print(f"{until}`lab revert` puts it back")
+    return EXIT_OK
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from lab import workshop
+
+    print("revert: asking the holder to revert the fault…", file=sys.stderr, flush=True)
+    state = workshop.stop(args.project)
+    held = (state.reverted_at or time.time()) - (state.injected_at or state.started_at)
+    took = state.evidence.get("took_effect")
+    print(f"{state.kind} reverted on compose project {state.project!r} after {held:.0f} s "
+          f"(took effect: {'yes' if took else 'no'})")
+    _print_facts(state.evidence.get("facts", {}))
+    return EXIT_OK
+
+
+def _print_facts(facts: dict[str, Any]) -> None:
+    """A fault's evidence, one fact a line; the long ones stay in the JSON results."""
+    for key, value in facts.items():
+        if key not in ("definition", "schedule", "changes"):
+            print(f"  {key}: {value}")
+
+
+def cmd_compose_files(_: argparse.Namespace) -> int:
+    from lab.backends.compose import write_files
+
+    scenarios = [load_scenario_file(p) for p in scenario_paths()]
+    changed = write_files(scenarios)
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print("compose/ is up to date")
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench import run_bench
 
@@ -276,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cleanup)
     p = sub.add_parser("images", help="build the docker backend's images (offline, make images)")
     p.set_defaults(func=cmd_images)
+    p = sub.add_parser("inject", help="inject a scenario's fault into a compose stack "
+                       "started by hand (workshops); held until `lab revert`")
+    p.add_argument("scenario", metavar="SCENARIO", help="name in scenarios/ or path")
+    p.add_argument("--variant", default="baseline",
+                   help="whose fault parameters to use (default: baseline)")
+    p.add_argument("--project", help="compose project (default: the only one running)")
+    p.add_argument("--for", dest="hold_for", metavar="DURATION",
+                   help="revert by itself after this long (e.g. 90s, 5m)")
+    p.set_defaults(func=cmd_inject)
+    p = sub.add_parser("revert", help="revert what `lab inject` injected; show its evidence")
+    p.add_argument("--project", help="compose project (default: the only one injected)")
+    p.set_defaults(func=cmd_revert)
+    p = sub.add_parser("compose-files", help="regenerate compose/ from the scenarios and "
+                       "the docker backend's container specs (make compose-files)")
+    p.set_defaults(func=cmd_compose_files)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
     p.add_argument("--hops-only", action="store_true",
@@ -301,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         _err(str(exc))
         return EXIT_STACK
+    except BrokenPipeError:  # `lab … | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from lab.errors import BackendError, FaultError, LoadError
 from lab.images import IMAGES, check_images, engine
 from lab.load.locust_process import locust_argv, locust_env
 from lab.postgres import DATABASE, SERVER_SETTINGS, SUPERUSER, create_lab_database
+from lab.processes import process_environ
 from lab.runs import RunDir, run_is_active
 from lab.scenario import LoadSpec
 
@@ -399,15 +400,6 @@ def _log_lines(container: Any) -> list[str]:
     except Exception:
         return []
     return raw.decode(errors="replace").splitlines()
-
-
-def process_environ(pid: int) -> dict[str, str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
 def router_config(request: StackRequest, names: Sequence[str], host_prefix: str) -> str:

@@ -31,7 +31,7 @@ from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
 from lab.postgres import PostgresServer, free_port
-from lab.processes import REPO_ROOT, ManagedProcess, python_env
+from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env
 from lab.runs import RunDir
 from lab.scenario import LoadSpec
 from lab.services.checkout.schema import migrate
@@ -134,12 +134,7 @@ class LocalStackHandle:
         proc = self._process(name)
         if proc.poll() is not None:
             return None
-        try:
-            raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
-        except OSError:
-            return None
-        pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+        return process_environ(proc.pid)
 
     async def stop_instance(self, name: str) -> int | None:
         proc = self._process(name)

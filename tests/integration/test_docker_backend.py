@@ -51,23 +51,89 @@ def fault_window(path: Path, variant: str) -> dict[str, Any]:
     return v  # type: ignore[no-any-return]
 
 
-def test_baseline_and_timeouts_give_the_local_verdicts(
+def run_on_docker(client: Any, runs_root: Path, tmp_path: Path, scenario: str,
+                  *variants: str) -> dict[str, dict[str, Any]]:
+    """`lab run SCENARIO --backend docker` for some variants, as a user types it: every
+    expectation of the scenario file must hold (exit 0), and nothing may be left."""
+    out = tmp_path / "results.json"
+    before = set(run_objects(client))
+    args = ["run", scenario, "--backend", "docker", "--json", str(out)]
+    for variant in variants:
+        args += ["--variant", variant]
+    proc = lab(args, runs_root, timeout=120 + 90 * len(variants))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(run_objects(client)) == before  # a normal run leaves nothing
+    doc = json.loads(out.read_text())
+    assert all(v["backend"] == "docker" for v in doc["variants"])
+    return {v["name"]: v for v in doc["variants"]}
+
+
+def test_pool_exhaustion_baseline_and_timeouts_give_the_local_verdicts(
     docker_client: Any, runs_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "results.json"
-    before = set(run_objects(docker_client))
-    proc = lab(["run", "pool-exhaustion", "--backend", "docker", "--variant", "baseline",
-                "--variant", "timeouts", "--json", str(out)], runs_root, timeout=400)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    baseline = fault_window(out, "baseline")
-    fault = baseline["windows"]["fault"]
+    v = run_on_docker(docker_client, runs_root, tmp_path, "pool-exhaustion", "baseline",
+                      "timeouts")
+    fault = v["baseline"]["windows"]["fault"]
     assert fault["by_status"].get("500", 0) / fault["total"] >= 0.30
-    assert baseline["signatures"][0]["exception"] == "AttributeError"
-    assert baseline["evidence"]["facts"]["absent_during_fault"] is True
-    timeouts = fault_window(out, "timeouts")["windows"]["fault"]
+    assert v["baseline"]["signatures"][0]["exception"] == "AttributeError"
+    assert v["baseline"]["evidence"]["facts"]["absent_during_fault"] is True
+    timeouts = v["timeouts"]["windows"]["fault"]
     assert timeouts["by_status"].get("500", 0) == 0
     assert timeouts["retry_after"]["503"] == timeouts["by_status"]["503"] > 0
-    assert set(run_objects(docker_client)) == before  # a normal run leaves nothing
+
+
+def test_missing_env_var_deploys_a_container_without_the_key_and_validation_stops_it(
+    docker_client: Any, runs_root: Path, tmp_path: Path
+) -> None:
+    v = run_on_docker(docker_client, runs_root, tmp_path, "missing-env-var", "baseline",
+                      "startup-validation")
+    facts = v["baseline"]["evidence"]["facts"]
+    # Read from the new container's process, not its config: the variable is really gone.
+    assert facts["variables_absent"] is True and facts["deploy"] == "completed"
+    assert facts["rollback"] == "completed"
+    assert v["baseline"]["signatures"][0]["exception"] == "KeyError"
+    validated = v["startup-validation"]["evidence"]["facts"]
+    assert validated["deploy_exit_code"] == 2
+    assert "STARTUP_FAILURE" in validated["deploy_stderr_line"]
+    assert v["startup-validation"]["windows"]["fault"]["by_status"].get("500", 0) == 0
+
+
+def test_disk_full_fills_a_sized_tmpfs_and_degraded_writes_keep_201(
+    docker_client: Any, runs_root: Path, tmp_path: Path
+) -> None:
+    v = run_on_docker(docker_client, runs_root, tmp_path, "disk-full", "baseline",
+                      "degrade-writes")
+    facts = v["baseline"]["evidence"]["facts"]
+    assert facts["volume_bytes"] == 8 << 20 and facts["full_during_fault"] is True
+    assert facts["ballast_removed"] is True
+    fault = v["baseline"]["windows"]["fault"]
+    assert fault["by_status"]["500"] / fault["total"] >= 0.9
+    degraded = v["degrade-writes"]["windows"]["fault"]
+    assert degraded["by_status"].get("500", 0) == 0
+
+
+def test_flaky_gateway_through_the_proxy_container_and_retries_with_keys(
+    docker_client: Any, runs_root: Path, tmp_path: Path
+) -> None:
+    v = run_on_docker(docker_client, runs_root, tmp_path, "flaky-dependency", "baseline",
+                      "timeouts-retries")
+    baseline = v["baseline"]
+    assert baseline["evidence"]["took_effect"] is True
+    assert baseline["signatures"][0]["exception"] == "PaymentsUnavailable"
+    assert baseline["ledger"]["charged_without_order"] >= 1
+    retries = v["timeouts-retries"]
+    assert retries["windows"]["fault"]["by_status"].get("500", 0) == 0
+    assert retries["ledger"]["double_charges"] == 0
+
+
+def test_cache_stampede_and_single_flight(
+    docker_client: Any, runs_root: Path, tmp_path: Path
+) -> None:
+    v = run_on_docker(docker_client, runs_root, tmp_path, "cache-stampede", "baseline",
+                      "single-flight")
+    assert v["baseline"]["evidence"]["facts"]["peak_concurrent_recomputes"] >= 10
+    assert v["baseline"]["windows"]["fault"]["by_status"]["500"] >= 20
+    assert v["single-flight"]["evidence"]["facts"]["recomputes_during"] == 1
 
 
 def test_cleanup_after_kill_9_removes_containers_and_network(
@@ -94,3 +160,189 @@ def test_cleanup_after_kill_9_removes_containers_and_network(
     assert f"{run_dir.name}: removed" in cleanup.stdout
     assert run_objects(docker_client, run_dir.name) == []
     assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------- HAProxy, for real
+
+
+@pytest.fixture
+def haproxy_lab(docker_client: Any) -> Any:
+    """A network with HAProxy (our config, one static server) and two plain HTTP servers:
+    `web` answers at once, `late` starts listening 3 s after it starts."""
+    import secrets
+
+    from lab.backends.base import RouterSettings
+    from lab.backends.haproxy import render_config
+    from lab.images import IMAGES
+
+    tag = f"cltest-{secrets.token_hex(3)}"
+    labels = {"org.chaoslab.run-id": tag}
+    made: list[Any] = []
+    network = docker_client.networks.create(tag, labels=labels)
+    try:
+        def run(name: str, image: str, command: list[str], **kw: Any) -> Any:
+            c = docker_client.containers.run(image, command, name=f"{tag}-{name}",
+                                             detach=True, network=tag, labels=labels, **kw)
+            made.append(c)
+            return c
+
+        serve = ["python", "-m", "http.server", "8080"]
+        run("web", IMAGES["lab"], serve)
+        late = run("late", IMAGES["lab"], ["sh", "-c", "sleep 3; exec " + " ".join(serve)])
+        cfg = Path(f"/tmp/{tag}.cfg")
+        cfg.write_text(render_config([("web", f"{tag}-web:8080")],
+                                     RouterSettings(health_path="/", inter_s=0.25), 2))
+        router = run("router", IMAGES["haproxy"], ["haproxy", "-db", "-f", "/h.cfg"],
+                     volumes={str(cfg): {"bind": "/h.cfg", "mode": "ro"}},
+                     ports={"8080/tcp": ("127.0.0.1", None), "9999/tcp": ("127.0.0.1", None)})
+        router.reload()
+        late.reload()
+        yield router, late.attrs["NetworkSettings"]["Networks"][tag]["IPAddress"]
+    finally:
+        for c in made:
+            c.remove(force=True)
+        network.remove()
+        Path(f"/tmp/{tag}.cfg").unlink(missing_ok=True)
+
+
+def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> None:
+    import asyncio
+    import time
+    import urllib.error
+    import urllib.request
+
+    from lab.backends.haproxy import HaproxyRouterControl
+
+    router, late_ip = haproxy_lab
+    ports = router.attrs["NetworkSettings"]["Ports"]
+    traffic = int(ports["8080/tcp"][0]["HostPort"])
+    control = HaproxyRouterControl("127.0.0.1", int(ports["9999/tcp"][0]["HostPort"]),
+                                   check="check inter 250 fall 2 rise 2",
+                                   address=lambda name: f"{late_ip}:8080")
+
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for _ in range(50):  # HAProxy starting
+            try:
+                seen["start"] = {b["name"]: b for b in await control.backends()}
+                break
+            except Exception:
+                await asyncio.sleep(0.2)
+        added = time.monotonic()
+        await control.add_backend("late", "http://unused")
+        seen["just_added"] = {b["name"]: b for b in await control.backends()}["late"]
+        while time.monotonic() - added < 15:
+            state = {b["name"]: b for b in await control.backends()}["late"]
+            if state["in_rotation"]:
+                break
+            await asyncio.sleep(0.05)
+        seen["in_rotation_after_s"] = time.monotonic() - added
+        seen["removed"] = await control.remove_backend("web", drain_s=2)
+        seen["after_web_removed"] = [b["name"] for b in await control.backends()]
+        await control.remove_backend("late", drain_s=2)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["start"]["web"]["in_rotation"] is True  # servers in the file start UP
+    # Added at run time: DOWN until it passed `rise` checks, and it cannot pass before
+    # it listens (3 s after its start).
+    assert seen["just_added"]["in_rotation"] is False
+    assert 2.0 <= seen["in_rotation_after_s"] < 10
+    assert seen["after_web_removed"] == ["late"]  # deleted, not just disabled
+    # No server left: the router's own 503, as the local router writes it.
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{traffic}/", timeout=5)
+        raise AssertionError("expected a 503")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+        assert exc.headers["Retry-After"] == "2"
+        assert exc.headers["Content-Type"] == "application/problem+json"
+        assert json.loads(exc.read())["reason"] == "router"
+
+
+# ---------------------------------------------------------------- workshops: compose
+
+
+def test_workshop_compose_stack_takes_inject_and_revert(
+    docker_client: Any, runs_root: Path
+) -> None:
+    """As an instructor would: compose up with an incident file, `lab inject`, look with
+    curl, `lab revert`, compose down — and nothing of it is left."""
+    import secrets
+    import shutil
+    import time
+    import urllib.error
+    import urllib.request
+
+    from lab.postgres import free_port
+
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI installs Debian's docker-compose (make docker-engine)")
+        pytest.skip("docker-compose (v1.29) is not installed")
+    project = f"cltest{secrets.token_hex(3)}"
+    ports = {v: str(free_port()) for v in (
+        "CHAOSLAB_POSTGRES_PORT", "CHAOSLAB_PAYMENTS_PORT", "CHAOSLAB_PROXY_ADMIN_PORT",
+        "CHAOSLAB_ROUTER_PORT", "CHAOSLAB_ROUTER_ADMIN_PORT", "CHAOSLAB_ROUTER_API_PORT")}
+    env = {**os.environ, **ports, "COMPOSE_PROJECT_NAME": project,
+           "CHAOSLAB_RUNS_ROOT": str(runs_root)}
+    files = ["-f", str(REPO / "compose" / "docker-compose.yml"),
+             "-f", str(REPO / "compose" / "incidents" / "missing-env-var.yml")]
+    router = f"http://127.0.0.1:{ports['CHAOSLAB_ROUTER_PORT']}"
+
+    def checkout(cart: int) -> int:
+        body = json.dumps({"cart_id": cart, "user_id": 7, "payment_token": "tok_visa"})
+        req = urllib.request.Request(f"{router}/api/checkout/complete", body.encode(),
+                                     {"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def workshop(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lab", *args, "--project", project],
+                              cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=180, check=False)
+
+    def containers() -> list[str]:
+        return [c.name for c in docker_client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={project}"})]
+
+    try:
+        up = subprocess.run([compose, *files, "up", "-d"], env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+        assert up.returncode == 0, up.stderr
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if checkout(1) == 201:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert checkout(2) == 201
+
+        inject = workshop("inject", "missing-env-var")
+        assert inject.returncode == 0, inject.stdout + inject.stderr
+        assert "rolling-deploy injected" in inject.stdout
+        assert "variables_absent: True" in inject.stdout
+        assert {checkout(c) for c in range(10, 16)} == {500}  # the deploy is live
+        # The new container is one of the project's: `compose down` will take it.
+        assert any(name.startswith(f"{project}-lab-checkout-") for name in containers())
+        again = workshop("inject", "missing-env-var")
+        assert again.returncode == 3 and "lab revert` first" in again.stderr
+
+        revert = workshop("revert")
+        assert revert.returncode == 0, revert.stdout + revert.stderr
+        assert "took effect: yes" in revert.stdout
+        assert "rollback: completed" in revert.stdout
+        assert {checkout(c) for c in range(20, 26)} == {201}
+        assert workshop("revert").returncode == 3  # nothing left to revert
+    finally:
+        down = subprocess.run([compose, *files, "down", "-v"], env=env, capture_output=True,
+                              text=True, timeout=180, check=False)
+    assert down.returncode == 0, down.stderr
+    assert containers() == []
+    assert not any(n.name.startswith(project) for n in docker_client.networks.list())
