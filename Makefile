@@ -37,7 +37,7 @@ integration: setup
 
 ## Timings: stack start/teardown, per-variant overhead, throughput ratio against bare aiohttp.
 bench: setup
-	$(BIN)/lab bench
+	$(BIN)/lab bench $(BENCH_ARGS)
 
 ## The docker backend: an engine (root; installs Debian's docker.io when missing), the
 ## offline base image, then the lab's images (wheels downloaded here, installed offline).

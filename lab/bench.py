@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from lab.backends.base import StackRequest, wait_http_ok
+from lab.backends.base import Backend, StackRequest, wait_http_ok
 from lab.backends.local import LocalBackend
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import read_request_log
@@ -32,7 +32,7 @@ class BenchReport:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-async def _stack_cycle(backend: LocalBackend, scenario: Scenario) -> tuple[float, float]:
+async def _stack_cycle(backend: Backend, scenario: Scenario) -> tuple[float, float]:
     request = StackRequest(new_run_id(), 1, scenario.variant_env("baseline"),
                            scenario.stack.seed.carts, scenario.stack.seed.items_per_cart)
     began = time.monotonic()
@@ -59,7 +59,7 @@ async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, ca
 
 async def run_bench(
     scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15,
-    hops_only: bool = False,
+    hops_only: bool = False, docker: bool = False,
 ) -> BenchReport:
     report = BenchReport()
     if hops_only:
@@ -77,6 +77,19 @@ async def run_bench(
         downs.append(down)
     report.figures["stack_start_s_median"] = round(statistics.median(ups), 3)
     report.figures["stack_teardown_s_median"] = round(statistics.median(downs), 3)
+    if docker:
+        from lab.backends.docker import DockerBackend
+
+        progress(f"docker stack start/teardown × {cycles}")
+        cycles_docker = [await _stack_cycle(DockerBackend(), scenario) for _ in range(cycles)]
+        up = statistics.median(c[0] for c in cycles_docker)
+        down = statistics.median(c[1] for c in cycles_docker)
+        report.figures["docker_stack_start_s_median"] = round(up, 3)
+        report.figures["docker_stack_teardown_s_median"] = round(down, 3)
+        report.figures["docker_to_local_stack_start_ratio"] = round(
+            up / statistics.median(ups), 2)
+        report.figures["docker_to_local_stack_teardown_ratio"] = round(
+            down / statistics.median(downs), 2)
 
     progress("one short variant (load 12 s) for the per-variant overhead")
     short = scenario.model_copy(update={

@@ -296,7 +296,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
-    report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only))
+    report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only,
+                                  docker=args.docker))
     width = max(len(k) for k in report.figures)
     print("chaoslab bench (one run; compare ratios, not absolute times)")
     for key, value in report.figures.items():
@@ -354,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
     p.add_argument("--hops-only", action="store_true",
                    help="only the fault proxy's and the router's per-request overhead")
+    p.add_argument("--docker", action="store_true",
+                   help="also the docker backend's stack start/teardown, against local")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -338,7 +338,9 @@ class DockerStackHandle:
             raise FaultError(f"an instance named {name!r} exists already")
         wanted = {k: v for k, v in {**self.checkout_env, **(env or {})}.items()
                   if k not in set(unset)}
-        checkout = await asyncio.to_thread(self.launch_checkout, name, wanted)
+        # Not in a thread: a cancellation (Ctrl-C) must not let a container be created
+        # after the stack's teardown looked for them.
+        checkout = self.launch_checkout(name, wanted)
         checkout.container.reload()
         self.stack.instances = [*self.stack.instances, checkout.instance]
         return StartedInstance(name, checkout.instance.base_url,
@@ -435,7 +437,7 @@ class DockerBackend:
                          f"{prefix}proxy", labels, network)
             await create_lab_database(pg_port, 60, lambda: _exited(postgres))
             internal_dsn = f"postgresql://{SUPERUSER}@{prefix}postgres:5432/{DATABASE}"
-            await asyncio.to_thread(self._migrate, client, request, network, internal_dsn)
+            await self._migrate(client, request, network, internal_dsn)
             proxy_admin = f"http://127.0.0.1:{_published_port(proxy, PROXY_ADMIN_PORT)}"
             pay_url = f"http://127.0.0.1:{_published_port(payments, PAYMENTS_PORT)}"
             handle = DockerStackHandle(
@@ -451,7 +453,7 @@ class DockerBackend:
             )
             names = [f"checkout-{i}" for i in range(1, request.instances + 1)]
             for name in names:
-                await asyncio.to_thread(handle.launch_checkout, name, handle.checkout_env)
+                handle.launch_checkout(name, handle.checkout_env)  # see start_instance
             handle.stack.instances = [c.instance for c in handle.checkouts.values()]
             waits = [(f"{pay_url}/health", payments, "payment gateway"),
                      (f"{proxy_admin}/health", proxy, "fault proxy")]
@@ -484,13 +486,14 @@ class DockerBackend:
             run_dir.remove()
 
     @staticmethod
-    def _migrate(client: Any, request: StackRequest, network: str, dsn: str) -> None:
-        """Schema and seed as a one-off job container, like a migration job in a cluster."""
+    async def _migrate(client: Any, request: StackRequest, network: str, dsn: str) -> None:
+        """Schema and seed as a one-off job container, like a migration job in a cluster.
+        Created here, not in the waiting thread (see start_instance)."""
         spec = migrate_spec(dsn, request.seed_carts, request.seed_items_per_cart)
         job = _run(client, spec, f"{request.run_id}-migrate", {RUN_LABEL: request.run_id},
                    network)
         try:
-            code = job.wait(timeout=120)["StatusCode"]
+            code = (await asyncio.to_thread(job.wait, timeout=120))["StatusCode"]
             if code != 0:
                 tail = job.logs(tail=20).decode(errors="replace")
                 raise BackendError(f"schema migration and seed failed ({code}):\n{tail}")

@@ -140,6 +140,7 @@ def test_cleanup_after_kill_9_removes_containers_and_network(
     docker_client: Any, runs_root: Path
 ) -> None:
     env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
+    volumes_before = {v.name for v in docker_client.volumes.list()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "pool-exhaustion", "--backend", "docker",
          "--variant", "baseline", "--progress", "lines"],
@@ -158,6 +159,35 @@ def test_cleanup_after_kill_9_removes_containers_and_network(
     cleanup = lab(["cleanup"], runs_root, timeout=120)
     assert cleanup.returncode == 0, cleanup.stderr
     assert f"{run_dir.name}: removed" in cleanup.stdout
+    assert run_objects(docker_client, run_dir.name) == []
+    assert not any(c.name.startswith(run_dir.name) for c in docker_client.containers.list(all=True))
+    assert not any(n.name.endswith(run_dir.name) for n in docker_client.networks.list())
+    assert {v.name for v in docker_client.volumes.list()} <= volumes_before
+    assert not run_dir.exists()
+
+
+def test_sigterm_during_the_fault_reverts_and_removes_every_container(
+    docker_client: Any, runs_root: Path
+) -> None:
+    """SIGTERM mid-deploy (missing-env-var starts and stops containers as its fault): the
+    run rolls back, tears down and exits 143, leaving no object of its run."""
+    import signal
+
+    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "missing-env-var", "--backend", "docker",
+         "--variant", "baseline", "--progress", "lines"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if " fault " in line:
+            break
+    [run_dir] = list(runs_root.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(120) == 143, rest
+    assert "interrupted by SIGTERM" in rest
     assert run_objects(docker_client, run_dir.name) == []
     assert not run_dir.exists()
 
