@@ -46,9 +46,11 @@ def _problem(status: int, title: str, detail: str) -> str:
 
 def server_check(settings: RouterSettings) -> str:
     """A server's check options. Spelled out on every server: HAProxy 2.6 does not apply
-    `default-server` to servers added at run time."""
+    `default-server` to servers added at run time. Idle keep-alive connections to it are
+    purged within 1 s, so a drained server can be deleted soon after (HAProxy refuses
+    while any is attached)."""
     return (f"check inter {round(settings.inter_s * 1000)} fall {settings.fall} "
-            f"rise {settings.rise}")
+            f"rise {settings.rise} pool-purge-delay 1s")
 
 
 def render_config(servers: Sequence[tuple[str, str]], settings: RouterSettings,
@@ -202,12 +204,24 @@ class HaproxyRouterControl:
             await asyncio.sleep(0.1)
         await self._ok(f"disable health {BACKEND}/{name}")
         await self._ok(f"shutdown sessions server {BACKEND}/{name}")
-        await self._ok(f"del server {BACKEND}/{name}", "Server deleted")
+        await self._delete(name)
         self._urls.pop(name, None)
         self._changes.append({"t": round(time.time(), 3), "event": "removed", "backend": name,
                               "served": row.get("served")})
         return {"name": name, "served": row.get("served"),
                 "in_flight_left": row.get("in_flight", 0)}
+
+    async def _delete(self, name: str, timeout_s: float = 10.0) -> None:
+        """`del server`, retried while idle connections to it are still being purged."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = (await self.command(f"del server {BACKEND}/{name}")).strip()
+            if "Server deleted" in answer:
+                return
+            if "connections attached" not in answer or time.monotonic() >= deadline:
+                raise FaultError(f"router (HAProxy): `del server {BACKEND}/{name}` "
+                                 f"answered: {answer}")
+            await asyncio.sleep(0.2)
 
     async def events(self) -> list[dict[str, Any]]:
         """UP/DOWN transitions from HAProxy's own log, with the additions and removals."""

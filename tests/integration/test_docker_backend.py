@@ -241,13 +241,14 @@ def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> N
     import urllib.error
     import urllib.request
 
-    from lab.backends.haproxy import HaproxyRouterControl
+    from lab.backends.base import RouterSettings
+    from lab.backends.haproxy import HaproxyRouterControl, server_check
 
     router, late_ip = haproxy_lab
     ports = router.attrs["NetworkSettings"]["Ports"]
     traffic = int(ports["8080/tcp"][0]["HostPort"])
     control = HaproxyRouterControl("127.0.0.1", int(ports["9999/tcp"][0]["HostPort"]),
-                                   check="check inter 250 fall 2 rise 2",
+                                   check=server_check(RouterSettings(inter_s=0.25)),
                                    address=lambda name: f"{late_ip}:8080")
 
     async def scenario() -> dict[str, Any]:

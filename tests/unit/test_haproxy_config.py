@@ -15,9 +15,9 @@ def test_health_check_settings_reach_every_server() -> None:
     config = render_config([("checkout-1", "a:8080"), ("checkout-2", "b:8080")], settings, 7)
     assert "option httpchk GET /livez" in config
     servers = re.findall(r"^\s+server (\S+) (\S+) (.*)$", config, re.M)
-    assert servers == [("checkout-1", "a:8080", "check inter 250 fall 3 rise 4"),
-                       ("checkout-2", "b:8080", "check inter 250 fall 3 rise 4")]
-    assert server_check(settings) == "check inter 250 fall 3 rise 4"
+    check = "check inter 250 fall 3 rise 4 pool-purge-delay 1s"
+    assert servers == [("checkout-1", "a:8080", check), ("checkout-2", "b:8080", check)]
+    assert server_check(settings) == check
 
 
 def test_no_backend_answer_is_the_local_routers_problem_json() -> None:
