@@ -165,6 +165,8 @@ class HaproxyRouterControl:
 
     async def backends(self) -> list[dict[str, Any]]:
         text = await self.command("show stat")
+        if not text.strip():  # docker's port proxy accepts before HAProxy listens
+            raise FaultError("router (HAProxy): no answer to `show stat` (not listening yet?)")
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
         result = []
         for row in rows:

@@ -243,6 +243,7 @@ def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> N
 
     from lab.backends.base import RouterSettings
     from lab.backends.haproxy import HaproxyRouterControl, server_check
+    from lab.errors import FaultError
 
     router, late_ip = haproxy_lab
     ports = router.attrs["NetworkSettings"]["Ports"]
@@ -257,7 +258,7 @@ def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> N
             try:
                 seen["start"] = {b["name"]: b for b in await control.backends()}
                 break
-            except Exception:
+            except FaultError:
                 await asyncio.sleep(0.2)
         added = time.monotonic()
         await control.add_backend("late", "http://unused")
