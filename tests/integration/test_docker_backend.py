@@ -136,21 +136,29 @@ def test_cache_stampede_and_single_flight(
     assert v["single-flight"]["evidence"]["facts"]["recomputes_during"] == 1
 
 
-def test_cleanup_after_kill_9_removes_containers_and_network(
-    docker_client: Any, runs_root: Path
-) -> None:
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    volumes_before = {v.name for v in docker_client.volumes.list()}
+def run_until_phase(scenario: str, phase: str,
+                    runs_root: Path) -> tuple[subprocess.Popen[str], Path]:
+    """`lab run SCENARIO --backend docker --variant baseline`, returned once its progress
+    says `phase`; with its run directory."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "pool-exhaustion", "--backend", "docker",
+        [sys.executable, "-m", "lab", "run", scenario, "--backend", "docker",
          "--variant", "baseline", "--progress", "lines"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, env={**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stderr is not None
     for line in proc.stderr:
-        if " before " in line:
+        if f" {phase} " in line:
             break
     [run_dir] = list(runs_root.iterdir())
+    return proc, run_dir
+
+
+def test_cleanup_after_kill_9_removes_containers_and_network(
+    docker_client: Any, runs_root: Path
+) -> None:
+    volumes_before = {v.name for v in docker_client.volumes.list()}
+    proc, run_dir = run_until_phase("pool-exhaustion", "before", runs_root)
     kinds = {kind for kind, _ in run_objects(docker_client, run_dir.name)}
     assert kinds >= {"container", "network"}
     proc.kill()
@@ -173,18 +181,9 @@ def test_sigterm_during_the_fault_reverts_and_removes_every_container(
     run rolls back, tears down and exits 143, leaving no object of its run."""
     import signal
 
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "missing-env-var", "--backend", "docker",
-         "--variant", "baseline", "--progress", "lines"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if " fault " in line:
-            break
-    [run_dir] = list(runs_root.iterdir())
+    proc, run_dir = run_until_phase("missing-env-var", "fault", runs_root)
     proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
     rest = proc.stderr.read()
     assert proc.wait(120) == 143, rest
     assert "interrupted by SIGTERM" in rest
