@@ -145,15 +145,15 @@ class HaproxyRouterControl:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), 5)
-        except (OSError, TimeoutError) as exc:
-            raise FaultError(f"router (HAProxy): runtime API {self.host}:{self.port} "
-                             f"unreachable: {exc}") from exc
-        try:
-            writer.write(line.encode() + b"\n")
-            await writer.drain()
-            data = await asyncio.wait_for(reader.read(), 10)
-        finally:
-            writer.close()
+            try:
+                writer.write(line.encode() + b"\n")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(), 10)
+            finally:
+                writer.close()
+        except (OSError, TimeoutError) as exc:  # refused, reset, or no answer in time
+            raise FaultError(f"router (HAProxy): runtime API {self.host}:{self.port}: "
+                             f"`{line}` failed: {type(exc).__name__}: {exc}") from exc
         return data.decode(errors="replace")
 
     async def _ok(self, line: str, expected: str = "") -> str:

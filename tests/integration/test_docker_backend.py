@@ -197,7 +197,7 @@ def test_sigterm_during_the_fault_reverts_and_removes_every_container(
 @pytest.fixture
 def haproxy_lab(docker_client: Any) -> Any:
     """A network with HAProxy (our config, one static server) and two plain HTTP servers:
-    `web` answers at once, `late` starts listening 3 s after it starts."""
+    `web` answers at once; `late` listens only once the test starts its server."""
     import secrets
 
     from lab.backends.base import RouterSettings
@@ -217,7 +217,7 @@ def haproxy_lab(docker_client: Any) -> Any:
 
         serve = ["python", "-m", "http.server", "8080"]
         run("web", IMAGES["lab"], serve)
-        late = run("late", IMAGES["lab"], ["sh", "-c", "sleep 3; exec " + " ".join(serve)])
+        late = run("late", IMAGES["lab"], ["sleep", "infinity"])
         cfg = Path(f"/tmp/{tag}.cfg")
         cfg.write_text(render_config([("web", f"{tag}-web:8080")],
                                      RouterSettings(health_path="/", inter_s=0.25), 2))
@@ -226,7 +226,7 @@ def haproxy_lab(docker_client: Any) -> Any:
                      ports={"8080/tcp": ("127.0.0.1", None), "9999/tcp": ("127.0.0.1", None)})
         router.reload()
         late.reload()
-        yield router, late.attrs["NetworkSettings"]["Networks"][tag]["IPAddress"]
+        yield router, late, tag
     finally:
         for c in made:
             c.remove(force=True)
@@ -244,41 +244,51 @@ def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> N
     from lab.backends.haproxy import HaproxyRouterControl, server_check
     from lab.errors import FaultError
 
-    router, late_ip = haproxy_lab
+    router, late, network = haproxy_lab
+    late_ip = late.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
     ports = router.attrs["NetworkSettings"]["Ports"]
     traffic = int(ports["8080/tcp"][0]["HostPort"])
     control = HaproxyRouterControl("127.0.0.1", int(ports["9999/tcp"][0]["HostPort"]),
                                    check=server_check(RouterSettings(inter_s=0.25)),
                                    address=lambda name: f"{late_ip}:8080")
 
+    async def state(name: str) -> dict[str, Any]:
+        return {b["name"]: b for b in await control.backends()}[name]
+
+    async def until_in_rotation(name: str, timeout: float) -> float:
+        began = time.monotonic()
+        while not (await state(name))["in_rotation"]:
+            assert time.monotonic() - began < timeout, f"{name} never entered rotation"
+            await asyncio.sleep(0.05)
+        return time.monotonic() - began
+
     async def scenario() -> dict[str, Any]:
         seen: dict[str, Any] = {}
-        for _ in range(50):  # HAProxy starting
+        for _ in range(100):  # HAProxy starting
             try:
-                seen["start"] = {b["name"]: b for b in await control.backends()}
+                await control.backends()
                 break
             except FaultError:
                 await asyncio.sleep(0.2)
-        added = time.monotonic()
+        await until_in_rotation("web", 15)  # a server of the file: UP once it answers
         await control.add_backend("late", "http://unused")
-        seen["just_added"] = {b["name"]: b for b in await control.backends()}["late"]
-        while time.monotonic() - added < 15:
-            state = {b["name"]: b for b in await control.backends()}["late"]
-            if state["in_rotation"]:
-                break
-            await asyncio.sleep(0.05)
-        seen["in_rotation_after_s"] = time.monotonic() - added
+        # Added at run time: DOWN, and it stays out while nothing listens there.
+        polls = []
+        for _ in range(20):
+            polls.append((await state("late"))["in_rotation"])
+            await asyncio.sleep(0.1)
+        seen["out_while_not_listening"] = not any(polls)
+        late.exec_run(["python", "-m", "http.server", "8080"], detach=True)
+        seen["in_rotation_after_listening_s"] = await until_in_rotation("late", 15)
         seen["removed"] = await control.remove_backend("web", drain_s=2)
         seen["after_web_removed"] = [b["name"] for b in await control.backends()]
         await control.remove_backend("late", drain_s=2)
         return seen
 
     seen = asyncio.run(scenario())
-    assert seen["start"]["web"]["in_rotation"] is True  # servers in the file start UP
-    # Added at run time: DOWN until it passed `rise` checks, and it cannot pass before
-    # it listens (3 s after its start).
-    assert seen["just_added"]["in_rotation"] is False
-    assert 2.0 <= seen["in_rotation_after_s"] < 10
+    assert seen["out_while_not_listening"] is True
+    # In once it passed `rise` (2) checks 250 ms apart, after its listener came up.
+    assert 0.25 <= seen["in_rotation_after_listening_s"] < 10
     assert seen["after_web_removed"] == ["late"]  # deleted, not just disabled
     # No server left: the router's own 503, as the local router writes it.
     try:
