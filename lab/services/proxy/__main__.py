@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 
 from lab.services.checkout.config import ConfigError, EnvReader
+from lab.services.serving import until_stopped
 
 
 def main() -> int:
@@ -55,12 +55,8 @@ async def _serve(host: str, port: int, admin_port: int, upstream: tuple[str, int
     print(json.dumps({"event": "started", "service": "proxy", "port": port,
                       "admin_port": admin_port, "upstream": f"{upstream[0]}:{upstream[1]}"}),
           file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await proxy.close()
         with contextlib.suppress(Exception):

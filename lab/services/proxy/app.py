@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
+
+from lab.services.serving import metrics_response
 
 from .server import FaultProxy
 from .toxics import Toxic
@@ -82,8 +83,7 @@ def build_admin_app(proxy: FaultProxy) -> web.Application:
         return web.json_response({"status": "ready", "toxics": len(proxy.toxics)})
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response(registry)
 
     app.router.add_get("/toxics", list_toxics)
     app.router.add_post("/toxics", add_toxic)

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING
 
 from lab.services.checkout.config import ConfigError, EnvReader
+from lab.services.serving import until_stopped
 
 from .health import CheckRule
 
@@ -87,12 +87,8 @@ async def _serve(host: str, port: int, admin_port: int, backends: list[tuple[str
                       "admin_port": admin_port, "health_path": settings.health_path,
                       "inter_s": settings.rule.inter_s, "fall": settings.rule.fall,
                       "rise": settings.rule.rise}), file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         for runner in runners:
             with contextlib.suppress(Exception):

@@ -25,8 +25,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from lab.services.serving import metrics_response
 
 from .health import CheckRule, HealthState, check_passed
 
@@ -265,8 +266,7 @@ def build_admin_app(router: Router) -> web.Application:
                                   "in_rotation": up}, status=200 if up else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(router.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response(router.registry)
 
     app.router.add_get("/backends", list_backends)
     app.router.add_post("/backends", add_backend)
