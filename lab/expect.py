@@ -117,15 +117,12 @@ def _increase(
     Without `while`: from the last round *before* the window (so a rise right at the
     window's start, such as a recompute at injection, counts) to the last round in it.
     With `while`: only between consecutive rounds in the window in which the condition
-    held on a checkout instance.
+    held on a checkout instance — and, with `episodes`, in which that episode counter did
+    not rise (the condition did not end and start again between the two samples).
     """
     assert exp.metric is not None and exp.increase is not None
-    per_round: dict[int, float] = {}
-    when: dict[int, float] = {}
-    for s in target:
-        if exp.metric in s.metrics:
-            per_round[s.round] = per_round.get(s.round, 0.0) + s.metrics[exp.metric]
-            when[s.round] = s.t
+    per_round = _per_round(target, exp.metric)
+    when = {s.round: s.t for s in target if exp.metric in s.metrics}
     inside = [r for r in sorted(per_round) if bounds[0] <= when[r] < bounds[1]]
     before = [r for r in sorted(per_round) if when[r] < bounds[0]]
     cond = exp.while_
@@ -141,17 +138,36 @@ def _increase(
     if len(inside) < 2:
         return _result(exp, False, f"{exp.metric} was sampled fewer than twice in the window",
                        None)
-    held = {s.round for s in all_samples if s.service == "checkout"
-            and cond.metric in s.metrics and cond.bound.holds(s.metrics[cond.metric])}
-    value, seconds = 0.0, 0.0
+    checkout = [s for s in all_samples if s.service == "checkout"]
+    held = {s.round for s in checkout
+            if cond.metric in s.metrics and cond.bound.holds(s.metrics[cond.metric])}
+    episode = _per_round(checkout, exp.episodes) if exp.episodes else {}
+    value, seconds, broken = 0.0, 0.0, 0
     for a, b in itertools.pairwise(inside):
-        if a in held and b in held:
-            value += max(0.0, per_round[b] - per_round[a])
-            seconds += when[b] - when[a]
+        if a not in held or b not in held:
+            continue
+        if exp.episodes and (a not in episode or b not in episode
+                             or episode[b] != episode[a]):
+            broken += 1
+            continue
+        value += max(0.0, per_round[b] - per_round[a])
+        seconds += when[b] - when[a]
+    left_out = (f" ({broken} interval{'s' if broken != 1 else ''} left out: "
+                f"{exp.episodes} rose or was not sampled)") if broken else ""
     if seconds == 0:
-        return _result(exp, False, f"{cond} never held for two samples in a row", None)
+        return _result(exp, False, f"{cond} never held for two samples in a row{left_out}",
+                       None)
     return _result(exp, exp.increase.holds(value),
-                   f"rose by {value:g} during {seconds:.0f} s while {cond}", value)
+                   f"rose by {value:g} during {seconds:.0f} s while {cond}{left_out}", value)
+
+
+def _per_round(samples: Sequence[Sample], metric: str) -> dict[int, float]:
+    """A metric summed over the instances sampled in each round."""
+    out: dict[int, float] = {}
+    for s in samples:
+        if metric in s.metrics:
+            out[s.round] = out.get(s.round, 0.0) + s.metrics[metric]
+    return out
 
 
 def _ledger(exp: Expectation, ledger: Mapping[str, int]) -> ExpectationResult:

@@ -331,6 +331,11 @@ class Expectation(_Strict):
     increase: NumberBound | None = None
     #: Count only seconds when a checkout metric met this, e.g. 'checkout_breaker_open >= 1'.
     while_: MetricCondition | None = Field(None, alias="while")
+    #: A checkout counter that rises each time the `while` condition starts to hold (e.g.
+    #: checkout_breaker_opened). Two samples a second apart cannot see the condition end
+    #: and hold again between them; with this counter, intervals in which it rose are
+    #: left out, so only time within one unbroken episode counts.
+    episodes: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     ledger: Literal[LEDGER_FIGURES] | None = None  # type: ignore[valid-type]
     note: str | None = None
 
@@ -362,11 +367,13 @@ class Expectation(_Strict):
                     "a 'metric' expectation needs exactly one of 'max', 'min' or 'increase'")
             if self.while_ is not None and self.increase is None:
                 raise ValueError("'while' goes with 'increase'")
+            if self.episodes is not None and self.while_ is None:
+                raise ValueError("'episodes' goes with 'while'")
             return self
         if stats:
             raise ValueError("'max'/'min'/'increase' go with 'metric'")
-        if self.while_ is not None:
-            raise ValueError("'while' goes with 'metric' and 'increase'")
+        if self.while_ is not None or self.episodes is not None:
+            raise ValueError("'while' and 'episodes' go with 'metric' and 'increase'")
         if self.health is not None:
             if self.status or latency or self.retry_after:
                 raise ValueError("a 'health' expectation takes only 'count' or 'rate'")

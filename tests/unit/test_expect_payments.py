@@ -62,6 +62,39 @@ def test_increase_of_another_services_counter_while_a_condition_held() -> None:
         False, "checkout_breaker_open >= 2 never held for two samples in a row")
 
 
+def reopened_between_samples() -> list[Sample]:
+    """The breaker is open at every sample of rounds 1..4, but between rounds 2 and 3 it
+    closed, let 80 calls through and opened again: only `checkout_breaker_opened` shows it."""
+    out = []
+    for rnd, opened, proxy in ((1, 1, 100), (2, 1, 101), (3, 2, 181), (4, 2, 182)):
+        t = 1010.5 + rnd
+        out.append(Sample(t, "checkout-1", "200", {"checkout_breaker_open": 1.0,
+                                                    "checkout_breaker_opened": float(opened)},
+                          "checkout", rnd))
+        out.append(Sample(t, "proxy", "200", {"proxy_requests_total": float(proxy)}, "proxy",
+                          rnd))
+    return out
+
+
+def test_episodes_leave_out_intervals_in_which_the_condition_ended_and_held_again() -> None:
+    kw: dict[str, Any] = {"window": "fault", "service": "proxy",
+                          "metric": "proxy_requests_total", "increase": "<= 30",
+                          "while": "checkout_breaker_open >= 1"}
+    blind = evaluate(exp(**kw), [], reopened_between_samples(), W)
+    assert (blind.passed, blind.measured) == (
+        False, "rose by 82 during 3 s while checkout_breaker_open >= 1")
+    seen = evaluate(exp(**kw, episodes="checkout_breaker_opened"), [],
+                    reopened_between_samples(), W)
+    assert (seen.passed, seen.measured) == (
+        True, "rose by 2 during 2 s while checkout_breaker_open >= 1 "
+              "(1 interval left out: checkout_breaker_opened rose or was not sampled)")
+    # A counter that is never sampled leaves every interval out: the claim cannot pass.
+    unsampled = evaluate(exp(**kw, episodes="checkout_breaker_reopened"), [],
+                         reopened_between_samples(), W)
+    assert not unsampled.passed
+    assert unsampled.measured.startswith("checkout_breaker_open >= 1 never held")
+
+
 def test_plain_increase_and_service_filter() -> None:
     assert check(window="after", metric="checkout_breaker_closed", increase=">= 1") == (
         False, "increase 0 (1 → 1; 10 samples)")
@@ -101,6 +134,10 @@ def test_ledger_expectations() -> None:
     ({"window": "fault", "metric": "m", "max": "== 1", "increase": ">= 1"}, "exactly one"),
     ({"window": "fault", "metric": "m", "max": "== 1", "while": "x >= 1"}, "'while' goes"),
     ({"window": "fault", "metric": "m", "increase": "== 1", "while": "x"}, "<metric> <op>"),
+    ({"window": "fault", "metric": "m", "increase": "== 1", "episodes": "x_opened"},
+     "'episodes' goes with 'while'"),
+    ({"window": "fault", "status": "500", "count": "== 0", "episodes": "x_opened"},
+     "'while' and 'episodes' go"),
     ({"window": "fault", "status": 500, "count": "== 0", "service": "proxy"}, "'service' goes"),
     ({"window": "fault", "health": 503, "count": "== 0", "reason": "x"}, "'reason' narrows"),
 ])
