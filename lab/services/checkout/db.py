@@ -23,6 +23,12 @@ from .problems import DependencyUnavailable
 POSTGRES = "postgres"
 PROBE_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 5.0
+# Returning a connection runs a reset round trip. asyncpg bounds it by the acquire timeout
+# unless told otherwise, so a 250 ms acquire timeout turned a slow reset on a busy machine
+# into a TimeoutError (a 500 for a request whose order was already committed) and a
+# terminated connection the pool then had to reopen. Queueing and resetting are different
+# waits: the reset gets its own bound.
+RELEASE_TIMEOUT_S = 5.0
 
 # Driver exceptions that mean "the connection or the server is gone", not "our SQL is wrong".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -158,7 +164,7 @@ class Database:
             raise DependencyUnavailable(POSTGRES, reason, type(exc).__name__) from exc
         finally:
             self._in_use -= 1
-            await self._pool.release(conn)
+            await self._pool.release(conn, timeout=RELEASE_TIMEOUT_S)
 
     async def probe(self) -> float:
         """`SELECT 1` on a dedicated connection outside the pool; returns seconds taken.
