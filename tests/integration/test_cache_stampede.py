@@ -120,7 +120,10 @@ def test_early_refresh_finds_the_key_fresh_at_the_deadline(
     assert v["passed"], failed(v)
     facts = v["evidence"]["facts"]
     assert facts["refreshed_before_deadline"] is True
-    assert 1 <= facts["recomputes_during"] <= 5
+    # One refresh at a time: the draw keeps being won while it runs, and those requests
+    # serve the still-fresh value instead of piling on (14 at once before that rule).
+    assert facts["recomputes_during"] == 1
+    assert facts["peak_concurrent_recomputes"] == 1
     assert v["windows"]["fault"]["by_status"].get("500", 0) == 0
     assert facts["refreshed_vs_deadline_s"] < 0  # seconds before the deadline
     assert "early-refresh           PASS" in mitigations[1]

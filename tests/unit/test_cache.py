@@ -268,6 +268,51 @@ def test_early_refresh_refreshes_before_the_deadline_with_a_seeded_rng() -> None
     run(main())
 
 
+def test_early_refresh_runs_one_refresh_while_the_value_is_fresh() -> None:
+    """Every request wins the draw (a huge beta: each draw refreshes with a chance of
+    exp(-10 / (0.25 * 1e6))), as a cold start's slow delta made them do under load;
+    one refreshes, the others serve the still-fresh value at once."""
+
+    async def main() -> None:
+        clock = Clock()
+        cache = await warmed("early-refresh", clock, beta=1e6)
+        cache._rng = random.Random(7)  # type: ignore[attr-defined]
+        cache.expire("k", in_s=10.0)
+        gate = Gate()
+        winner = asyncio.create_task(cache.get("k", gate.compute("v2")))
+        await settle()
+        others = [asyncio.create_task(cache.get("k", gate.compute("v3"))) for _ in range(20)]
+        await settle()
+        assert all(t.done() for t in others), "a request waited for the refresh"
+        assert [t.result() for t in others] == ["v1"] * 20
+        assert gate.started == 1 and cache.figures.peak_in_progress == 1
+        gate.release.set()
+        assert await winner == "v2"
+        assert cache.figures.served == {"early": 1, "hit": 20}
+        assert cache.entry("k").expires_at == clock.now + 60.0  # type: ignore[union-attr]
+
+    run(main())
+
+
+def test_early_refresh_that_fails_lets_the_next_winner_try() -> None:
+    async def main() -> None:
+        clock = Clock()
+        cache = await warmed("early-refresh", clock, beta=1e6)
+        cache.expire("k", in_s=10.0)
+        gate = Gate()
+        gate.fail_with = TimeoutError("no pool connection")
+        gate.release.set()
+        with pytest.raises(TimeoutError):
+            await cache.get("k", gate.compute("v2"))
+        assert cache.figures.recompute_failures == 1
+        ok = Gate()
+        ok.release.set()
+        assert await cache.get("k", ok.compute("v3")) == "v3"
+        assert ok.started == 1
+
+    run(main())
+
+
 def test_early_refresh_past_the_deadline_stampedes_like_none() -> None:
     async def main() -> None:
         clock = Clock()
