@@ -311,23 +311,42 @@ def test_statement_timeout_is_503_when_switch_on(pg: PostgresServer) -> None:
         assert problem["reason"] == "statement_timeout"
 
 
-def test_readiness_goes_503_above_pool_use_threshold(pg: PostgresServer) -> None:
-    async def scenario(svc: ServiceProcess) -> tuple[int, Any, int, Any]:
+def test_readiness_goes_503_once_the_pool_stays_above_the_threshold(
+    pg: PostgresServer,
+) -> None:
+    """The only connection held (blocked behind a lock): ready at first, 503 once that has
+    lasted the grace period, ready again when it is returned."""
+
+    async def scenario(svc: ServiceProcess) -> tuple[Any, Any, Any]:
         async with aiohttp.ClientSession() as client:
             async with locked_cart_items(pg.dsn) as lock_conn:
                 first = asyncio.create_task(post(client, svc.url, 401, "s-r"))
                 await wait_until(lambda: blocked_on_lock(lock_conn))
-                busy = await health(client, svc.url)
+                early = await health(client, svc.url)
+                busy: list[Any] = []
+
+                async def unavailable() -> bool:
+                    busy[:] = await health(client, svc.url)
+                    return bool(busy[0] == 503)
+
+                await wait_until(unavailable)
             await first
             idle = await health(client, svc.url)
-        return *busy, *idle
+        return early, busy, idle
 
-    env = {"DB_POOL_MAX": "1", "READINESS_MAX_POOL_USE": "0.8", "RETRY_AFTER_S": "3"}
+    env = {"DB_POOL_MAX": "1", "READINESS_MAX_POOL_USE": "0.8", "RETRY_AFTER_S": "3",
+           "READINESS_POOL_GRACE_MS": "1500"}
     with running_service(pg.dsn, **env) as svc:
-        busy_status, busy, idle_status, idle = asyncio.run(scenario(svc))
+        early, (busy_status, busy), (idle_status, idle) = asyncio.run(scenario(svc))
+    # Within the grace period: under pressure, not yet unready (a burst would end here).
+    assert early[0] == 200, early
+    assert early[1]["checks"]["pool"]["status"] == "pass"
+    assert 0 <= early[1]["checks"]["pool"]["pressure_ms"] < 1500
     assert busy_status == 503
     assert busy["status"] == "unavailable"
-    assert busy["checks"]["pool"] == {
+    pool = busy["checks"]["pool"]
+    assert pool.pop("pressure_ms") >= 1500
+    assert pool == {
         "status": "fail",
         "size": 1,
         "max": 1,
@@ -335,10 +354,12 @@ def test_readiness_goes_503_above_pool_use_threshold(pg: PostgresServer) -> None
         "waiting": 0,
         "use": 1.0,
         "threshold": 0.8,
+        "grace_ms": 1500,
     }
     assert busy["checks"]["postgres"]["status"] == "pass"  # the probe bypasses the pool
     assert idle_status == 200
     assert idle["checks"]["pool"]["in_use"] == 0
+    assert idle["checks"]["pool"]["pressure_ms"] is None
 
 
 # -- the incident's chain: queue for the pool -> expired session -> None dereference ---------

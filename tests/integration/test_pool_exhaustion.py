@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -34,32 +35,39 @@ def variant_json(path: Path, name: str) -> dict[str, object]:
     return variant  # type: ignore[no-any-return]
 
 
+def run_one(
+    variant: str, runs_root: Path, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`lab run pool-exhaustion --variant VARIANT --json`, as a user types it; exit 0."""
+    out = tmp_path / "results.json"
+    proc = run_lab(
+        ["run", "pool-exhaustion", "--variant", variant, "--json", str(out)], runs_root
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, variant_json(out, variant)
+
+
 def test_baseline_reproduces_the_500s_from_the_realistic_chain(
     runs_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "results.json"
-    proc = run_lab(
-        ["run", "pool-exhaustion", "--variant", "baseline", "--json", str(out)], runs_root
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    v = variant_json(out, "baseline")
-    fault = v["windows"]["fault"]  # type: ignore[index]
-    before = v["windows"]["before"]  # type: ignore[index]
+    proc, v = run_one("baseline", runs_root, tmp_path)
+    fault = v["windows"]["fault"]
+    before = v["windows"]["before"]
     # The 500s are there during the fault and not before it.
     assert fault["by_status"].get("500", 0) / fault["total"] >= 0.10
     assert before["by_status"].get("500", 0) == 0
     # ...and they come from the session expiring mid-request, not from a planted raise.
-    top = v["signatures"][0]  # type: ignore[index]
+    top = v["signatures"][0]
     assert top["exception"] == "AttributeError"
     assert "handlers.py" in top["frame"] and "complete_checkout" in top["frame"]
     # The fault left evidence: the index absent during the window, back afterwards.
-    evidence = v["evidence"]  # type: ignore[index]
+    evidence = v["evidence"]
     assert evidence["took_effect"] is True
     assert evidence["facts"]["absent_during_fault"] is True
     assert evidence["facts"]["present_after_revert"] is True
     # The service's own metrics show the cause: requests waiting for a pool connection.
     waiting = [m["checkout-1"]["checkout_db_pool_waiting"] for m in
-               (s["metrics"] for s in v["timeline"] if s["phase"] == "fault")  # type: ignore[union-attr]
+               (s["metrics"] for s in v["timeline"] if s["phase"] == "fault")
                if "checkout-1" in m]
     assert max(waiting) >= 1
     # The table shows the verdict with the measured figure.
@@ -70,16 +78,31 @@ def test_baseline_reproduces_the_500s_from_the_realistic_chain(
 def test_timeouts_turn_the_500s_into_503s_with_retry_after(
     runs_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "results.json"
-    proc = run_lab(
-        ["run", "pool-exhaustion", "--variant", "timeouts", "--json", str(out)], runs_root
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    v = variant_json(out, "timeouts")
-    fault = v["windows"]["fault"]  # type: ignore[index]
+    _, v = run_one("timeouts", runs_root, tmp_path)
+    fault = v["windows"]["fault"]
     assert fault["by_status"].get("500", 0) == 0
     assert fault["by_status"].get("503", 0) >= 1
     assert fault["retry_after"]["503"] == fault["by_status"]["503"]
+    assert v["passed"] is True
+
+
+def test_readiness_takes_the_instance_out_during_the_fault_and_only_then(
+    runs_root: Path, tmp_path: Path
+) -> None:
+    _, v = run_one("readiness", runs_root, tmp_path)
+    windows = v["windows"]
+    # Steady-state bursts stay under the grace period: no 503 before the fault...
+    assert windows["before"]["by_status"].get("503", 0) == 0
+    # ...the router answers 503 + Retry-After itself while the pool stays drained...
+    fault = windows["fault"]
+    assert fault["by_instance"].get("router", 0) >= 100
+    assert fault["retry_after"]["503"] == fault["by_status"]["503"]
+    assert fault["by_status"].get("500", 0) / fault["total"] <= 0.40
+    # ...because /metrics showed the pool under pressure past the 1 s grace.
+    pressure = [s["metrics"]["checkout-1"]["checkout_db_pool_pressure_seconds"]
+                for s in v["timeline"]
+                if s["phase"] == "fault" and "checkout-1" in s["metrics"]]
+    assert max(pressure) >= 1.0
     assert v["passed"] is True
 
 

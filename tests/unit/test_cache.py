@@ -14,14 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from lab.services.checkout.cache import RecomputingCache, xfetch_should_refresh
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fake_clock import Clock
 
 
 class Gate:

@@ -141,6 +141,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
             max_size=config.db_pool_max,
             acquire_timeout_s=config.acquire_timeout_s,
             server_settings=config.server_settings,
+            pressure_use=config.readiness_max_pool_use,
         )
     except (TimeoutError, OSError) as exc:
         raise StartupError(

@@ -169,11 +169,15 @@ class CheckoutConfig:
     #: Answer known dependency failures with 503 + Retry-After instead of a 500.
     db_errors_as_503: bool
     retry_after_s: int
-    #: 0 = readiness ignores pool use; otherwise /health is 503 above this fraction.
+    #: 0 = readiness ignores pool use; otherwise /health is 503 once use has been above
+    #: this fraction, or requests have waited for a connection, for readiness_pool_grace_ms.
     readiness_max_pool_use: float
     session_ttl_ms: int
     #: How long a SIGTERM waits for in-flight requests before cancelling them.
     shutdown_timeout_s: float
+    #: How long the pool must stay under pressure without a break before /health fails: a
+    #: burst of requests arriving together queues for milliseconds and is not an overload.
+    readiness_pool_grace_ms: int = 1000
     #: The payment gateway client and its resilience switches.
     payments: PaymentSettings = field(default_factory=lambda: PaymentSettings())
     #: Which required variables are missing, and what start-up and readiness do about it.
@@ -233,6 +237,7 @@ class CheckoutConfig:
             "DB_ERRORS_AS_503": self.db_errors_as_503,
             "RETRY_AFTER_S": self.retry_after_s,
             "READINESS_MAX_POOL_USE": self.readiness_max_pool_use,
+            "READINESS_POOL_GRACE_MS": self.readiness_pool_grace_ms,
             "SESSION_TTL_MS": self.session_ttl_ms,
             "SHUTDOWN_TIMEOUT_S": self.shutdown_timeout_s,
             **self.payments.public(),
@@ -276,6 +281,9 @@ class CheckoutConfig:
             ),
             session_ttl_ms=r.integer("SESSION_TTL_MS", 1500, minimum=1),
             shutdown_timeout_s=r.number("SHUTDOWN_TIMEOUT_S", 5.0, minimum=0.0, maximum=3600.0),
+            readiness_pool_grace_ms=r.integer(
+                "READINESS_POOL_GRACE_MS", 1000, minimum=0, maximum=600_000
+            ),
             payments=PaymentSettings.from_env(r),
             config_checks=ConfigChecks.from_env(r),
             data_dir=r.writable_directory("DATA_DIR"),

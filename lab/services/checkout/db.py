@@ -1,17 +1,19 @@
 """Data access: the asyncpg pool wrapper, the readiness probe, and the checkout queries.
 
 `Database` adds what asyncpg's pool does not expose but the incident needs to be *seen*:
-how many requests are queued for a connection (`waiting`) and how many hold one
-(`in_use`). It is also the one place where driver exceptions that mean "Postgres is slow
-or gone" are translated into `DependencyUnavailable`, so the HTTP layer can decide between
-an honest 503 and a 500 without knowing asyncpg.
+how many requests are queued for a connection (`waiting`), how many hold one
+(`in_use`), and for how long the pool has been under pressure without a break (see
+`pressure_s`: readiness acts on that, not on an instant). It is also the one place where
+driver exceptions that mean "Postgres is slow or gone" are translated into
+`DependencyUnavailable`, so the HTTP layer can decide between an honest 503 and a 500
+without knowing asyncpg.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +63,9 @@ class PoolSnapshot:
     max: int
     in_use: int
     waiting: int
+    #: How long the pool has been under pressure (requests waiting, or more connections in
+    #: use than the pressure share) without a break; None when it is not now.
+    pressure_s: float | None = None
 
     @property
     def use(self) -> float:
@@ -77,13 +82,18 @@ class Database:
         dsn: str,
         max_size: int,
         acquire_timeout_s: float | None,
+        pressure_use: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._dsn = dsn
         self._max_size = max_size
         self._acquire_timeout_s = acquire_timeout_s
+        self._pressure_use = pressure_use
+        self._clock = clock
         self._in_use = 0
         self._waiting = 0
+        self._pressure_since: float | None = None
         self._probe_conn: Any = None
         self._probe_lock = asyncio.Lock()
 
@@ -96,8 +106,13 @@ class Database:
         max_size: int,
         acquire_timeout_s: float | None,
         server_settings: dict[str, str],
+        pressure_use: float = 0.0,
     ) -> Database:
-        """Create the pool (connecting `min_size` connections now) and wrap it."""
+        """Create the pool (connecting `min_size` connections now) and wrap it.
+
+        `pressure_use`: the share of the pool in use above which it counts as under
+        pressure (0: only requests waiting for a connection do).
+        """
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
@@ -105,7 +120,10 @@ class Database:
             server_settings=server_settings,
             timeout=CONNECT_TIMEOUT_S,
         )
-        return cls(pool, dsn=dsn, max_size=max_size, acquire_timeout_s=acquire_timeout_s)
+        return cls(
+            pool, dsn=dsn, max_size=max_size, acquire_timeout_s=acquire_timeout_s,
+            pressure_use=pressure_use,
+        )
 
     # -- figures ---------------------------------------------------------------------------
 
@@ -125,10 +143,32 @@ class Database:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def pressure_seconds(self) -> float:
+        since = self._pressure_since
+        return 0.0 if since is None else self._clock() - since
+
     def snapshot(self) -> PoolSnapshot:
+        since = self._pressure_since
         return PoolSnapshot(
-            size=self.size, max=self._max_size, in_use=self._in_use, waiting=self._waiting
+            size=self.size, max=self._max_size, in_use=self._in_use, waiting=self._waiting,
+            pressure_s=None if since is None else self._clock() - since,
         )
+
+    def _note_pressure(self) -> None:
+        """Start or end the pressure period after the counters changed.
+
+        A burst of requests that arrive together queues for a few milliseconds and drains;
+        an overloaded pool never empties its queue. Only the time since the pressure began
+        tells them apart, so it is kept at every change rather than sampled.
+        """
+        pressed = self._waiting > 0 or (
+            self._pressure_use > 0 and self._in_use > self._pressure_use * self._max_size
+        )
+        if not pressed:
+            self._pressure_since = None
+        elif self._pressure_since is None:
+            self._pressure_since = self._clock()
 
     # -- connections -----------------------------------------------------------------------
 
@@ -139,6 +179,7 @@ class Database:
         With no acquire timeout (the incident's setting) this waits for as long as it takes.
         """
         self._waiting += 1
+        self._note_pressure()
         try:
             conn = await self._pool.acquire(timeout=self._acquire_timeout_s)
         except TimeoutError as exc:
@@ -154,7 +195,9 @@ class Database:
             raise DependencyUnavailable(POSTGRES, reason, type(exc).__name__) from exc
         finally:
             self._waiting -= 1
+            self._note_pressure()
         self._in_use += 1
+        self._note_pressure()
         try:
             yield conn
         except Exception as exc:
@@ -164,6 +207,7 @@ class Database:
             raise DependencyUnavailable(POSTGRES, reason, type(exc).__name__) from exc
         finally:
             self._in_use -= 1
+            self._note_pressure()
             await self._pool.release(conn, timeout=RELEASE_TIMEOUT_S)
 
     async def probe(self) -> float:

@@ -203,7 +203,10 @@ async def health(request: web.Request) -> web.Response:
 
     pool = db.snapshot()
     threshold = config.readiness_max_pool_use
-    saturated = threshold > 0 and (pool.use > threshold or pool.waiting > 0)
+    grace_s = config.readiness_pool_grace_ms / 1000
+    # Under pressure (use above the threshold, or requests waiting) for the whole grace
+    # period: a burst that drains in milliseconds would only make the router flap.
+    saturated = threshold > 0 and pool.pressure_s is not None and pool.pressure_s >= grace_s
     ready = ready and not saturated
     checks["pool"] = {
         "status": "fail" if saturated else "pass",
@@ -213,6 +216,8 @@ async def health(request: web.Request) -> web.Response:
         "waiting": pool.waiting,
         "use": round(pool.use, 3),
         "threshold": threshold if threshold > 0 else None,
+        "pressure_ms": None if pool.pressure_s is None else round(pool.pressure_s * 1000),
+        "grace_ms": config.readiness_pool_grace_ms if threshold > 0 else None,
     }
 
     payments = request.app.get(PAYMENTS)

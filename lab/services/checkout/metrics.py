@@ -44,6 +44,8 @@ class PoolStats(Protocol):
     def in_use(self) -> int: ...
     @property
     def waiting(self) -> int: ...
+    @property
+    def pressure_seconds(self) -> float: ...
 
 
 class _PoolCollector(Collector):
@@ -57,6 +59,10 @@ class _PoolCollector(Collector):
         ("checkout_db_pool_size", "Connections currently open in the pool.", "size"),
         ("checkout_db_pool_in_use", "Connections handed out to requests.", "in_use"),
         ("checkout_db_pool_waiting", "Requests blocked waiting for a pool connection.", "waiting"),
+        ("checkout_db_pool_pressure_seconds",
+         "How long requests have waited, or use has stayed above the readiness share, "
+         "without a break (0: not now). Readiness fails past its grace period.",
+         "pressure_seconds"),
     )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
