@@ -211,11 +211,18 @@ def _window_summaries(records: list[RequestRecord], windows: Windows) -> dict[st
     return out
 
 
+def _fact(value: object) -> str:
+    """A fact as one short token: a breakdown reads `(hit 3700 stale 91 miss 0)`."""
+    if isinstance(value, dict):
+        return "(" + " ".join(f"{k} {v}" for k, v in value.items()) + ")"
+    return str(value)
+
+
 def _evidence_verdict(fault: Fault) -> ExpectationResult:
     facts = fault.evidence.facts
     # Long facts (definitions, schedules, change logs) stay in the JSON only.
     hidden = ("definition", "schedule", "changes")
-    shown = ", ".join(f"{k}={v}" for k, v in facts.items() if k not in hidden)
+    shown = ", ".join(f"{k}={_fact(v)}" for k, v in facts.items() if k not in hidden)
     return ExpectationResult(
         text=f"[fault] {fault.kind} took effect (evidence recorded)",
         passed=fault.evidence.took_effect,

@@ -73,6 +73,7 @@ class HotKeyExpiry(Fault):
     async def inject(self) -> None:
         before = await self._state("before")
         self._recomputes_before = sum(s["recomputes"] for s in before)
+        self._served_before = _served(before)
         self._peak_before = max(s["peak_recomputes_in_progress"] for s in before)
         in_ms = round(self.params.expires_in * 1000)
         for inst in self.stack.instances:
@@ -98,6 +99,7 @@ class HotKeyExpiry(Fault):
             return  # the expiry was never scheduled
         after = await self._state("after")
         recomputes = sum(s["recomputes"] for s in after) - self._recomputes_before
+        served = _served(after)
         peak = max(s["peak_recomputes_in_progress"] for s in after)
         # When the value now cached was computed, against the deadline: negative means
         # it was refreshed early, so the synchronised expiry found a fresh value.
@@ -111,9 +113,21 @@ class HotKeyExpiry(Fault):
             recomputes_after=sum(s["recomputes"] for s in after),
             recomputes_during=recomputes,
             peak_concurrent_recomputes=peak,
+            # How catalog requests were served from injection to revert: `waited` and
+            # `miss` are requests that paid for a recompute, `stale` and `hit` did not.
+            served_during={r: n - self._served_before.get(r, 0) for r, n in served.items()},
             peak_raised_by_fault=peak > self._peak_before,
             deadline_passed=time.time() >= self._expired_at,
         )
         # The expiry happened (its deadline passed under load) and the cache answered it
         # with at least one recompute — early (XFetch), once (single-flight) or a stampede.
         self.evidence.took_effect = time.time() >= self._expired_at and recomputes >= 1
+
+
+def _served(states: list[dict[str, Any]]) -> dict[str, int]:
+    """Catalog requests by how the cache served them, summed over the instances."""
+    total: dict[str, int] = {}
+    for state in states:
+        for result, n in state.get("served", {}).items():
+            total[result] = total.get(result, 0) + int(n)
+    return total

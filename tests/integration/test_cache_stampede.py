@@ -93,24 +93,29 @@ def test_single_flight_recomputes_exactly_once(
     assert v["passed"], failed(v)
     fault = v["windows"]["fault"]
     assert fault["by_class"] == {"2xx": fault["total"]} and fault["total"] > 1000
-    assert v["evidence"]["facts"]["recomputes_during"] == 1
-    assert v["evidence"]["facts"]["peak_concurrent_recomputes"] == 1
+    facts = v["evidence"]["facts"]
+    assert facts["recomputes_during"] == 1
+    assert facts["peak_concurrent_recomputes"] == 1
+    # One request recomputed; those arriving meanwhile awaited it instead of their own.
+    served = facts["served_during"]
+    assert served["miss"] == 1 and served["waited"] >= 10 and served["stale"] == 0, served
     increase = [e for e in v["expectations"] if "increase of" in e["text"]]
     assert [e["value"] for e in increase] == [1.0]
 
 
-def test_stale_while_revalidate_keeps_latency_flat(
+def test_stale_while_revalidate_serves_the_old_value_while_one_task_refreshes(
     mitigations: tuple[dict[str, dict[str, Any]], str],
 ) -> None:
     v = mitigations[0]["stale-while-revalidate"]
     assert v["passed"], failed(v)
-    fault, after = v["windows"]["fault"], v["windows"]["after"]
+    fault = v["windows"]["fault"]
     assert fault["by_class"] == {"2xx": fault["total"]}
-    assert v["evidence"]["facts"]["recomputes_during"] == 1
-    # Within a small factor of the steady state (the 'after' window: no ramp-up in it).
-    assert fault["p99_ms"] <= 3 * after["p99_ms"] + 10
-    served = series(v, "checkout_catalog_cache_requests_total", "fault")
-    assert served and served[-1] > served[0]
+    facts = v["evidence"]["facts"]
+    assert facts["recomputes_during"] == 1
+    # No request paid for the recompute: the expired value was served while it ran.
+    served = facts["served_during"]
+    assert served["miss"] == 0 and served["waited"] == 0, served
+    assert served["stale"] >= 1 and served["hit"] >= 1000, served
 
 
 def test_early_refresh_finds_the_key_fresh_at_the_deadline(
@@ -124,6 +129,8 @@ def test_early_refresh_finds_the_key_fresh_at_the_deadline(
     # serve the still-fresh value instead of piling on (14 at once before that rule).
     assert facts["recomputes_during"] == 1
     assert facts["peak_concurrent_recomputes"] == 1
+    served = facts["served_during"]
+    assert served["early"] == 1 and served["miss"] == 0 and served["waited"] == 0, served
     assert v["windows"]["fault"]["by_status"].get("500", 0) == 0
     assert facts["refreshed_vs_deadline_s"] < 0  # seconds before the deadline
     assert "early-refresh           PASS" in mitigations[1]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .cache import RecomputingCache
+from .cache import RESULTS, RecomputingCache
 from .db import Database
 from .handlers import DB
 from .problems import problem_response
@@ -93,6 +93,7 @@ def _figures(cache: CatalogCache) -> dict[str, Any]:
         "recompute_failures": f.recompute_failures,
         "recomputes_in_progress": f.in_progress,
         "peak_recomputes_in_progress": f.peak_in_progress,
+        "served": {result: f.served[result] for result in RESULTS},
     }
 
 
