@@ -7,6 +7,7 @@ a manifest naming the process that owns it. A run removes its directory when it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,8 @@ from lab.processes import kill_pids, pids_with_run_id
 def runs_root() -> Path:
     """Where run directories live; CHAOSLAB_RUNS_ROOT moves them (tests isolate runs so)."""
     return Path(os.environ.get("CHAOSLAB_RUNS_ROOT", "/tmp/chaoslab"))
+
+
 MANIFEST = "run.json"
 
 
@@ -32,18 +35,28 @@ def new_run_id() -> str:
 class RunDir:
     run_id: str
     path: Path
+    #: This run made the runs root, so it removes the root too when it is left empty.
+    made_root: bool = False
 
     @classmethod
     def create(cls, run_id: str, root: Path | None = None) -> RunDir:
         root = root or runs_root()
-        root.mkdir(parents=True, exist_ok=True)
-        os.chmod(root, 0o755)  # unprivileged Postgres must traverse it
         path = root / run_id
-        path.mkdir(mode=0o755)
+        for _attempt in range(3):  # another run may remove the root it made in between
+            made_root = not root.exists()
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                os.chmod(root, 0o755)  # unprivileged Postgres must traverse it
+                path.mkdir(mode=0o755)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise FileNotFoundError(f"{root} keeps disappearing")
         (path / MANIFEST).write_text(
             json.dumps({"run_id": run_id, "owner_pid": os.getpid(), "created": time.time()})
         )
-        return cls(run_id, path)
+        return cls(run_id, path, made_root)
 
     def subdir(self, name: str) -> Path:
         p = self.path / name
@@ -52,6 +65,10 @@ class RunDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        if self.made_root:
+            # Only when empty: a run started meanwhile keeps it (and its own dir in it).
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
 
 @dataclass(frozen=True)
