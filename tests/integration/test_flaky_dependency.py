@@ -75,7 +75,7 @@ def test_retries_with_idempotency_keys_never_double_charge(flaky: Flaky) -> None
 def test_breaker_fails_fast_and_closes_after_the_fault(flaky: Flaky) -> None:
     v = flaky[0]["circuit-breaker"]
     fast = verdict(v, "[fault] p99 latency of 503 (breaker_open)")
-    assert fast["passed"] and fast["value"] <= 100
+    assert fast["passed"] and fast["value"] <= 250  # a quarter of the 1 s timeout
     quiet = verdict(v, "[fault] increase of proxy proxy_requests_total while")
     assert quiet["passed"] and quiet["value"] <= 10
     opened = [s["metrics"]["checkout-1"].get("checkout_breaker_open", 0)
