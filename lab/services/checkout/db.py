@@ -145,14 +145,17 @@ class Database:
 
     @property
     def pressure_seconds(self) -> float:
+        """The current pressure stretch for /metrics (0: none now)."""
+        return self._pressure_s() or 0.0
+
+    def _pressure_s(self) -> float | None:
         since = self._pressure_since
-        return 0.0 if since is None else self._clock() - since
+        return None if since is None else self._clock() - since
 
     def snapshot(self) -> PoolSnapshot:
-        since = self._pressure_since
         return PoolSnapshot(
             size=self.size, max=self._max_size, in_use=self._in_use, waiting=self._waiting,
-            pressure_s=None if since is None else self._clock() - since,
+            pressure_s=self._pressure_s(),
         )
 
     def _note_pressure(self) -> None:
