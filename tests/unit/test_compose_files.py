@@ -47,6 +47,7 @@ def test_the_files_in_compose_are_what_the_specs_render() -> None:
     assert stale == [], "run `make compose-files`"
 
 
+@pytest.mark.ci_may_skip("Debian bookworm ships only Compose v1.29 and no registry here has v2")
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_parses_with_compose_v2_where_it_is_installed(scenario: Scenario) -> None:
     docker = shutil.which("docker")
