@@ -1,28 +1,42 @@
 """The run's payment ledger: what the gateway charged against what the shop recorded.
 
-Collected once, after the load stopped and before teardown, from the gateway stub (its
-charges per order reference) and the database (orders by status, the capture queue), and
-the client-side request log (fallback answers the users got). The figures:
+Collected once, after the load stopped and before teardown, from the database (every
+order with its `order_ref` and status, the capture queue's refs), the gateway stub (its
+charges per order reference) and the client-side request log (fallback answers the users
+got). The figures come from a join on the order reference, each the size of a set the join
+builds: nothing is subtracted and clamped, so an inconsistency cannot net out against
+another one and read as the passing 0. The figures:
 
-  charges               charges the gateway created
-  double_charges        charges beyond the first for the same checkout (order_ref): what
-                        retries without an idempotency key cause
-  duplicate_attempts    attempts the gateway answered with an earlier charge (same key):
-                        retries that were *not* charged twice
-  confirmed_orders      orders confirmed (each was charged first)
-  unmatched_charges     charges − confirmed orders: zero means "gateway charges == distinct
-                        successful orders"
-  charged_without_order checkouts charged but neither confirmed nor queued for capture:
-                        the customer was told it failed and paid anyway
-  pending_orders        orders accepted as payment pending (the fallback)
-  fallback_responses    payment-pending answers the users received
-  pending_unaccounted   of those, how many have no entry in the capture queue
+  charges                  charges the gateway created
+  double_charges           charges beyond the first for the same order_ref: what retries
+                           without an idempotency key cause
+  double_charged_refs      order refs charged more than once
+  duplicate_attempts       attempts the gateway answered with an earlier charge (same key):
+                           retries that were *not* charged twice (the gateway's counter)
+  confirmed_orders         orders confirmed
+  unmatched_charges        charges that are not the one charge of a confirmed order: zero
+                           means every charge is exactly one confirmed order
+  charged_without_order    refs charged but neither a confirmed order nor queued for capture:
+                           the customer was told it failed and paid anyway
+  confirmed_without_charge confirmed orders whose ref the gateway never charged
+  pending_orders           orders accepted as payment pending (the fallback)
+  pending_not_queued       pending orders missing from the capture queue: never captured
+  queued_not_pending       capture entries whose order is not pending (e.g. confirmed, so
+                           already charged: capturing it would charge twice)
+  queued_without_order     capture entries whose ref is on no order
+  duplicate_order_refs     refs carried by more than one order (the join cannot tell them apart)
+  fallback_responses       payment-pending answers the users received
+  pending_unaccounted      fallback_responses minus the pending orders in the capture queue,
+                           signed: the client log carries no ref, so this is the one figure
+                           that cannot be a join. > 0: answers no queued order accounts for;
+                           < 0: queued pending orders whose answer no user received
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -31,6 +45,26 @@ from lab.backends.base import Stack
 from lab.errors import BackendError
 from lab.load.request_log import RequestRecord
 
+CONFIRMED = "CONFIRMED"
+PAYMENT_PENDING = "PAYMENT_PENDING"
+
+# Figures that are 0 in a consistent ledger whatever the variant did (the terminal line
+# shows each one that is not), with how the report names them.
+INCONSISTENCIES: dict[str, str] = {
+    "charged_without_order": "charged without an order",
+    "confirmed_without_charge": "confirmed orders never charged",
+    "pending_not_queued": "pending orders missing from the capture queue",
+    "queued_not_pending": "capture entries for orders that are not pending",
+    "queued_without_order": "capture entries with no order",
+    "duplicate_order_refs": "refs on more than one order",
+}
+
+
+class Order(NamedTuple):
+    id: int
+    ref: str | None  # NULL for an order written without a gateway: it joins to nothing
+    status: str
+
 
 async def collect_ledger(stack: Stack, records: Sequence[RequestRecord]) -> dict[str, int]:
     """The ledger figures; empty when the stack has no payment gateway."""
@@ -38,20 +72,26 @@ async def collect_ledger(stack: Stack, records: Sequence[RequestRecord]) -> dict
     if gateway is None:
         return {}
     try:
+        # The database first, in one snapshot: an order is written only after its charge,
+        # so every order read here was charged before the gateway is read below. (Read the
+        # other way round, a checkout finishing in between would look confirmed and
+        # never charged.)
+        conn = await asyncpg.connect(stack.db_dsn, timeout=10)
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                orders = [Order(int(r["id"]), r["order_ref"], str(r["status"]))
+                          for r in await conn.fetch("SELECT id, order_ref, status FROM orders")]
+                queued = [str(r["order_ref"]) for r in await conn.fetch(
+                    "SELECT order_ref FROM payment_captures")]
+        finally:
+            await conn.close()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             stats = await _get(http, f"{gateway.base_url}/v1/stats")
             per_ref: dict[str, int] = await _get(http, f"{gateway.base_url}/v1/charged-refs")
-        conn = await asyncpg.connect(stack.db_dsn, timeout=10)
-        try:
-            by_status = dict(await conn.fetch(
-                "SELECT status, count(*) FROM orders GROUP BY status"))
-            capture_refs = {r["order_ref"] for r in await conn.fetch(
-                "SELECT order_ref FROM payment_captures")}
-        finally:
-            await conn.close()
     except (OSError, TimeoutError, aiohttp.ClientError, asyncpg.PostgresError) as exc:
         raise BackendError(f"could not read the payment ledger: {exc}") from exc
-    return figures(stats, per_ref, by_status, capture_refs, records)
+    fallbacks = sum(1 for r in records if r.cls == "fallback")
+    return figures(per_ref, int(stats["duplicate_attempts"]), orders, queued, fallbacks)
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> Any:
@@ -61,25 +101,52 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 def figures(
-    stats: dict[str, int],
-    per_ref: dict[str, int],
-    by_status: dict[str, int],
-    capture_refs: set[str],
-    records: Sequence[RequestRecord],
+    charged: Mapping[str, int],
+    duplicate_attempts: int,
+    orders: Sequence[Order],
+    queued: Sequence[str],
+    fallback_responses: int,
 ) -> dict[str, int]:
-    charged = set(per_ref)
-    confirmed = int(by_status.get("CONFIRMED", 0))
-    pending = int(by_status.get("PAYMENT_PENDING", 0))
-    fallbacks = sum(1 for r in records if r.cls == "fallback")
-    charged_queued = len(charged & capture_refs)
+    """The join on the order reference: `charged` is the gateway's charges per ref,
+    `queued` the capture queue's refs, `fallback_responses` the client's pending answers."""
+    confirmed = {o for o in orders if o.status == CONFIRMED}
+    pending = {o for o in orders if o.status == PAYMENT_PENDING}
+    orders_per_ref = Counter(o.ref for o in orders if o.ref is not None)
+    refs_of = set(orders_per_ref)
+    confirmed_refs = {o.ref for o in confirmed if o.ref is not None}
+    pending_refs = {o.ref for o in pending if o.ref is not None}
+    queue = set(queued)
+    # Every charge, named (ref, n-th charge of that ref).
+    charges = {(ref, i) for ref, n in charged.items() for i in range(n)}
+    pending_queued = {o for o in pending if o.ref in queue}
     return {
-        "charges": int(stats["charges"]),
-        "double_charges": int(stats["charges"]) - len(charged),
-        "duplicate_attempts": int(stats["duplicate_attempts"]),
-        "confirmed_orders": confirmed,
-        "unmatched_charges": int(stats["charges"]) - confirmed,
-        "charged_without_order": max(0, len(charged) - confirmed - charged_queued),
-        "pending_orders": pending,
-        "fallback_responses": fallbacks,
-        "pending_unaccounted": max(0, fallbacks - len(capture_refs)),
+        "charges": len(charges),
+        "double_charges": len({c for c in charges if c[1] > 0}),
+        "double_charged_refs": len({ref for ref, n in charged.items() if n > 1}),
+        "duplicate_attempts": duplicate_attempts,
+        "confirmed_orders": len(confirmed),
+        "unmatched_charges": len({c for c in charges if c[1] > 0 or c[0] not in confirmed_refs}),
+        "charged_without_order": len(set(charged) - confirmed_refs - queue),
+        "confirmed_without_charge": len({o for o in confirmed if o.ref not in charged}),
+        "pending_orders": len(pending),
+        "pending_not_queued": len(pending - pending_queued),
+        "queued_not_pending": len((queue & refs_of) - pending_refs),
+        "queued_without_order": len(queue - refs_of),
+        "duplicate_order_refs": len({ref for ref, n in orders_per_ref.items() if n > 1}),
+        "fallback_responses": fallback_responses,
+        "pending_unaccounted": fallback_responses - len(pending_queued),
     }
+
+
+def inconsistencies(ledger: Mapping[str, int], skip: Collection[str] = ()) -> list[str]:
+    """Each nonzero inconsistency of a ledger but those in `skip` (already shown), in words,
+    for the terminal's ledger line. A ledger saved before a figure existed lacks it."""
+    out = [f"{ledger[name]} {words}" for name, words in INCONSISTENCIES.items()
+           if name not in skip and ledger.get(name)]
+    gap = ledger.get("pending_unaccounted", 0)
+    if gap > 0:
+        out.append(f"{gap} more payment-pending answers than pending orders in the capture queue")
+    elif gap < 0:
+        out.append(f"{-gap} more pending orders in the capture queue than payment-pending "
+                   "answers users received")
+    return out

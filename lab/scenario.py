@@ -176,7 +176,9 @@ MetricCondition = Annotated[Condition, BeforeValidator(_parse_condition)]
 # Figures of a run's payment ledger (lab.ledger), for `ledger:` expectations.
 LEDGER_FIGURES = ("charges", "double_charges", "duplicate_attempts", "charged_without_order",
                   "unmatched_charges", "confirmed_orders", "pending_orders",
-                  "pending_unaccounted", "fallback_responses")
+                  "pending_unaccounted", "fallback_responses", "double_charged_refs",
+                  "confirmed_without_charge", "pending_not_queued", "queued_not_pending",
+                  "queued_without_order", "duplicate_order_refs")
 
 
 def window_offset(window: str) -> tuple[str, float]:

@@ -3,6 +3,7 @@ expectation's verdict with the measured figure. Returns text; the CLI prints it.
 
 from __future__ import annotations
 
+from lab.ledger import inconsistencies
 from lab.results import RunResults, VariantResult, WindowSummary
 
 _COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "503 (Retry-After)", "timeout",
@@ -69,7 +70,9 @@ def render_table(results: RunResults) -> str:
                     f"  ledger: {led['charges']} charges, {led['double_charges']} double, "
                     f"{led['duplicate_attempts']} retries answered with the original charge, "
                     f"{led['confirmed_orders']} confirmed orders, {led['pending_orders']} "
-                    f"pending, {led['charged_without_order']} charged without an order")
+                    f"pending, {led['charged_without_order']} charged without an order"
+                    + "".join(f"; {problem}" for problem in
+                              inconsistencies(led, skip=("charged_without_order",))))
             if v.windows["fault"].by_instance and len(
                     {i for w in v.windows.values() for i in w.by_instance}) > 1:
                 served = "; ".join(

@@ -9,11 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from lab.expect import evaluate
-from lab.ledger import figures
+from lab.ledger import CONFIRMED, PAYMENT_PENDING, Order, figures, inconsistencies
 from lab.load.request_log import RequestRecord
-from lab.results import Windows
+from lab.report.table import render_table
+from lab.results import RunResults, VariantResult, Windows, WindowSummary
 from lab.sampler import Sample
-from lab.scenario import Expectation
+from lab.scenario import LEDGER_FIGURES, Expectation
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 
@@ -147,16 +148,75 @@ def test_new_fields_are_validated(doc: dict[str, Any], message: str) -> None:
 
 
 def test_ledger_figures() -> None:
-    records = [rec(1011, 202, kind="fallback") for _ in range(3)] + [rec(1012, 201)]
-    out = figures(
-        stats={"charges": 12, "duplicate_attempts": 5},
-        per_ref={"a": 1, "b": 2, "c": 1, "d": 1, "p1": 1, **{f"x{i}": 1 for i in range(6)}},
-        by_status={"CONFIRMED": 9, "PAYMENT_PENDING": 3},
-        capture_refs={"p1", "p2", "p3"},
-        records=records,
-    )
+    """A consistent run: retries double-charged `b`; `p1` was charged but its answer lost
+    (pending, queued); `p2`, `p3` never reached the gateway (pending, queued)."""
+    orders = [Order(i, ref, CONFIRMED) for i, ref in enumerate("abcd", 1)] + [
+        Order(10 + i, f"p{i}", PAYMENT_PENDING) for i in (1, 2, 3)]
+    out = figures(charged={"a": 1, "b": 2, "c": 1, "d": 1, "p1": 1}, duplicate_attempts=5,
+                  orders=orders, queued=["p1", "p2", "p3"], fallback_responses=3)
     assert out == {
-        "charges": 12, "double_charges": 1, "duplicate_attempts": 5, "confirmed_orders": 9,
-        "unmatched_charges": 3, "charged_without_order": 1, "pending_orders": 3,
+        "charges": 6, "double_charges": 1, "double_charged_refs": 1, "duplicate_attempts": 5,
+        "confirmed_orders": 4, "unmatched_charges": 2, "charged_without_order": 0,
+        "confirmed_without_charge": 0, "pending_orders": 3, "pending_not_queued": 0,
+        "queued_not_pending": 0, "queued_without_order": 0, "duplicate_order_refs": 0,
         "fallback_responses": 3, "pending_unaccounted": 0,
     }
+    assert set(out) == set(LEDGER_FIGURES)
+    assert inconsistencies(out) == []
+
+
+def test_inconsistencies_do_not_net_out() -> None:
+    """Each inconsistency has its own figure. The old counts netted them out into the
+    passing 0: charged_without_order = max(0, 2 charged refs − 3 confirmed − 1 charged and
+    queued) and pending_unaccounted = max(0, 3 answers − 3 capture entries)."""
+    orders = [Order(1, "a", CONFIRMED), Order(2, "b", CONFIRMED), Order(3, "c", CONFIRMED),
+              Order(4, "p", PAYMENT_PENDING)]
+    out = figures(
+        charged={"b": 1, "x": 1},  # a confirmed order `a` was never charged; `x` is no order
+        duplicate_attempts=0,
+        orders=orders,
+        queued=["b", "c", "p"],  # capture entries for two confirmed orders
+        fallback_responses=3,  # three pending answers, one pending order
+    )
+    assert out["confirmed_without_charge"] == 2  # `a`, and `c` (queued, not charged)
+    assert out["charged_without_order"] == 1  # `x`
+    assert out["queued_not_pending"] == 2  # `b`, `c`
+    assert out["pending_unaccounted"] == 2
+    assert out["unmatched_charges"] == 1  # `x`: `b` is the one charge of a confirmed order
+    assert (out["pending_not_queued"], out["queued_without_order"]) == (0, 0)
+
+
+def test_more_pending_orders_than_answers_is_negative_not_zero() -> None:
+    orders = [Order(i, f"p{i}", PAYMENT_PENDING) for i in range(4)]
+    out = figures({}, 0, orders, queued=["p0", "p1", "p2", "ghost"], fallback_responses=1)
+    assert out["pending_unaccounted"] == -2  # p0..p2 queued, 1 answer: max(0, 1 − 4) read 0
+    assert (out["pending_not_queued"], out["queued_without_order"]) == (1, 1)  # p3, ghost
+
+
+def test_shared_refs_and_orders_without_a_ref() -> None:
+    orders = [Order(1, "a", CONFIRMED), Order(2, "a", CONFIRMED), Order(3, None, CONFIRMED)]
+    out = figures({"a": 1}, 0, orders, queued=[], fallback_responses=0)
+    assert out["duplicate_order_refs"] == 1
+    assert out["confirmed_orders"] == 3
+    assert out["confirmed_without_charge"] == 1  # the order with no ref joins to no charge
+
+
+def test_ledger_line_names_each_inconsistency() -> None:
+    orders = [Order(1, "a", CONFIRMED), Order(2, "p", PAYMENT_PENDING),
+              Order(3, "q", PAYMENT_PENDING)]
+    ledger = figures({"x": 1}, 0, orders, queued=["a", "q"], fallback_responses=0)
+    window = WindowSummary(0, {}, {}, {}, None, None, None, 0.0, 1.0)
+    variant = VariantResult(
+        scenario="flaky-dependency", name="fallback", description="", backend="local",
+        run_id="cl-x", config={}, fault={}, windows={w: window for w in ("before", "fault",
+                                                                       "after")},
+        timeline=[], expectations=[], evidence={}, signatures=[], timing={}, ledger=ledger)
+    line = next(x for x in render_table(RunResults([variant])).splitlines()
+                if x.startswith("  ledger:"))
+    assert line.endswith(
+        "1 charged without an order; 1 confirmed orders never charged; "
+        "1 pending orders missing from the capture queue; "
+        "1 capture entries for orders that are not pending; "
+        "1 more pending orders in the capture queue than payment-pending answers users "
+        "received")
+    assert "pending_unaccounted" not in line

@@ -277,16 +277,19 @@ async def fetch_stock(conn: Any, skus: Sequence[str]) -> dict[str, int]:
 
 
 async def insert_order(
-    conn: Any, *, cart_id: int, user_id: int, total_cents: int, status: str = "CONFIRMED"
+    conn: Any, *, cart_id: int, user_id: int, total_cents: int, status: str = "CONFIRMED",
+    order_ref: str | None = None,
 ) -> int:
-    """Persist an order (confirmed unless told otherwise) and return its id."""
+    """Persist an order (confirmed unless told otherwise) and return its id; `order_ref` is
+    the reference it was charged under, which the lab's ledger joins on."""
     order_id = await conn.fetchval(
-        "INSERT INTO orders (cart_id, user_id, total_cents, status)"
-        " VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO orders (cart_id, user_id, total_cents, status, order_ref)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
         cart_id,
         user_id,
         total_cents,
         status,
+        order_ref,
     )
     return int(order_id)
 
@@ -301,7 +304,8 @@ async def insert_pending_order(
     capture queue (same transaction, so no pending order can lack one)."""
     async with conn.transaction():
         order_id = await insert_order(conn, cart_id=cart_id, user_id=user_id,
-                                      total_cents=total_cents, status=PAYMENT_PENDING)
+                                      total_cents=total_cents, status=PAYMENT_PENDING,
+                                      order_ref=order_ref)
         await conn.execute(
             "INSERT INTO payment_captures (order_id, order_ref, amount_cents) VALUES ($1, $2, $3)",
             order_id, order_ref, total_cents,

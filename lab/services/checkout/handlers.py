@@ -108,6 +108,7 @@ async def complete_checkout(request: web.Request) -> web.Response:
 
         # Charge between the inventory check and the order insert, still holding the
         # pooled connection (as the incident's code did): a slow gateway holds it too.
+        order_ref: str | None = None
         if payments is not None:
             order_ref = request.headers.get(IDEMPOTENCY_HEADER) or uuid.uuid4().hex
             try:
@@ -134,7 +135,8 @@ async def complete_checkout(request: web.Request) -> web.Response:
                 raise
 
         order_id = await insert_order(
-            conn, cart_id=parsed.cart_id, user_id=user_id, total_cents=total_cents
+            conn, cart_id=parsed.cart_id, user_id=user_id, total_cents=total_cents,
+            order_ref=order_ref,
         )
     request[LOG_FIELDS] = {
         "order_id": order_id,

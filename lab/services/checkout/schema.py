@@ -60,6 +60,9 @@ CREATE TABLE orders (
     user_id      bigint NOT NULL,
     total_cents  bigint NOT NULL,
     status       text NOT NULL,
+    -- the reference the payment gateway charged it under (NULL without a gateway), so
+    -- the lab's ledger can join orders to charges and to the capture queue
+    order_ref    text,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 """
