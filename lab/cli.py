@@ -21,11 +21,13 @@ from lab.backends.base import Backend
 from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
 from lab.report.html import write_report
+from lab.report.stability import render_stability
 from lab.report.table import render_table
 from lab.results import RunResults, Skipped
 from lab.runner import Progress, run_variant, skip_reason
 from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
+from lab.stability import results_json, summarize
 from lab.units import parse_duration
 
 T = TypeVar("T")
@@ -73,13 +75,14 @@ class _ProgressPrinter:
         if mode == "auto":
             mode = "live" if sys.stderr.isatty() else "off"
         self.mode = mode
-        self.last_phase = ""
+        self.last = ("", "")  # (head, phase) of the last line printed in `lines` mode
+        self.repetition = ""  # " run 3/10" while `--repeat` runs a variant again
 
     def __call__(self, p: Progress) -> None:
         if self.mode == "off":
             return
         mix = " ".join(f"{k} {v}" for k, v in sorted(p.last_second.items())) or "-"
-        head = f"[{p.index}/{p.count}] {p.scenario}/{p.variant}"
+        head = f"[{p.index}/{p.count}] {p.scenario}/{p.variant}{self.repetition}"
         if p.phase in ("before", "fault", "after"):
             line = (f"{head}  {p.phase:<6} t={p.elapsed_s:4.0f}s  {p.remaining_s:3.0f}s left  "
                     f"last second: {mix}  (requests: {p.total_requests})")
@@ -88,9 +91,9 @@ class _ProgressPrinter:
         if self.mode == "live":
             print(f"\r\x1b[2K{line}", end="" if p.phase != "stopping" else "\n",
                   file=sys.stderr, flush=True)
-        elif p.phase != self.last_phase:
+        elif (head, p.phase) != self.last:
             print(line, file=sys.stderr, flush=True)
-        self.last_phase = p.phase
+        self.last = (head, p.phase)
 
 
 def _backend(name: str) -> Backend:
@@ -147,32 +150,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             runnable.append((scenario, variants))
     if not runnable:
         if args.json:
-            _write_json(Path(args.json), results)
+            _write_json(Path(args.json), results.to_json())
         print(render_table(results))
         return EXIT_STACK  # nothing could run here; the reasons are above
+    repeat: int = args.repeat
+    scenarios = {scenario.name: scenario for scenario, _ in runnable}
     total = sum(len(v) for _, v in runnable)
+    index = 0
     for scenario, variants in runnable:
         for name in variants:
-            index = len(results.variants) + 1
-            result = _run_async(
-                run_variant(scenario, name, backend, progress, index=index, count=total)
-            )
-            results.variants.append(result)
-            if args.json:
-                _write_json(Path(args.json), results)  # after each variant: nothing lost
+            index += 1
+            for run in range(1, repeat + 1):  # a variant's runs back to back, in order
+                progress.repetition = f" run {run}/{repeat}" if repeat > 1 else ""
+                result = _run_async(
+                    run_variant(scenario, name, backend, progress, index=index, count=total)
+                )
+                results.variants.append(result)
+                if args.json:  # after each run: nothing lost
+                    _write_json(Path(args.json), results_json(results, scenarios, repeat))
     print(render_table(results))
+    if repeat > 1:
+        print()
+        print(render_stability(summarize(results.variants, scenarios), repeat))
     if args.json:
         print(f"results written to {args.json}")
     if args.report:
-        page = write_report(results.to_json(), Path(args.report))
+        page = write_report(results_json(results, scenarios, repeat), Path(args.report))
         print(f"report written to {page}")
+    # With --repeat, one failed run of any variant fails the whole run (k of N < N of N).
     return EXIT_OK if results.passed else EXIT_FAILED
 
 
-def _write_json(path: Path, results: RunResults) -> None:
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results.to_json(), indent=2))
+    tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(path)
 
 
@@ -307,6 +319,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    """--repeat: a whole number of runs, at least one (argparse turns a refusal into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 run, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lab", description="Reproduce the incidents behind HTTP 500s and prove the fixes."
@@ -325,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=["auto", "live", "lines", "off"], default="auto",
                    help="live line on a terminal (auto default), a line per phase, or off")
     p.add_argument("--quiet", action="store_true", help="no progress (same as --progress off)")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                   help="run each variant N times and report its pass rate and each "
+                   "expectation's min/median/max and margin (exit 1 if any run failed)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("report", help="write the HTML report of saved results (--json)")
     p.add_argument("results", metavar="RESULTS.json")

@@ -6,6 +6,13 @@ that did not hold, with what was measured. The baseline is a test like any other
 change to the service stops it from producing its 500s, the suite fails — the lab no
 longer reproduces the incident, and its mitigations prove nothing.
 
+With `--lab-repeat N` an item runs its variant N times and fails if any run failed,
+naming the pass rate (k of N) and each expectation's spread and margin (lab.stability).
+One item per variant rather than one per run: the test ids and the JUnit cases stay the
+same whatever N is (CI history stays comparable), `-k` selects a variant as before, and
+the verdict a stability check exists for — "k of N", not N separate verdicts — is one
+test's outcome with its figures in the failure message.
+
 Locust stays a subprocess (the runner starts it); this plugin never imports it.
 """
 
@@ -24,8 +31,17 @@ from lab.errors import ScenarioError
 from lab.results import RunResults, VariantResult
 from lab.runner import run_variant, skip_reason
 from lab.scenario import Scenario, load_scenario_file
+from lab.stability import (
+    ExpectationStability,
+    VariantStability,
+    format_margin,
+    format_value,
+    stability_json,
+    variant_stability,
+)
 
 _RESULTS_KEY = pytest.StashKey[RunResults]()
+_STABILITY_KEY = pytest.StashKey[list[VariantStability]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,10 +52,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only these scenarios (repeatable; default: every file collected)")
     group.addoption("--lab-json", metavar="PATH",
                     help="also write the results of every variant run to this JSON file")
+    group.addoption("--lab-repeat", type=int, default=1, metavar="N",
+                    help="run each variant N times; it fails if any run failed, and its "
+                    "pass rate and margins go in the failure and --lab-json (default: 1)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    repeat = config.getoption("--lab-repeat", 1)
+    if repeat < 1:
+        raise pytest.UsageError(f"--lab-repeat: expected at least 1 run, got {repeat}")
     config.stash[_RESULTS_KEY] = RunResults()
+    config.stash[_STABILITY_KEY] = []
     config.addinivalue_line(
         "markers", "reproduces: a baseline variant; it fails when the incident stops reproducing"
     )
@@ -72,7 +95,7 @@ class VariantItem(pytest.Item):
     def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
-        self.result: VariantResult | None = None
+        self.result: VariantResult | None = None  # the last run
         if self.name == "baseline":
             self.add_marker(pytest.mark.reproduces)
 
@@ -80,11 +103,19 @@ class VariantItem(pytest.Item):
         backend = LocalBackend()
         if (reason := skip_reason(self.scenario, backend)) is not None:
             pytest.skip(reason)  # e.g. no size-limited filesystem here: never faked
-        self.result = asyncio.run(run_variant(self.scenario, self.name, backend))
-        self.config.stash[_RESULTS_KEY].variants.append(self.result)
-        for e in self.result.expectations:
-            self.user_properties.append((e.text, f"{'ok' if e.passed else 'FAIL'}: {e.measured}"))
-        if not self.result.passed:
+        repeat: int = self.config.getoption("--lab-repeat", 1)
+        runs: list[VariantResult] = []
+        for run in range(1, repeat + 1):
+            self.result = asyncio.run(run_variant(self.scenario, self.name, backend))
+            runs.append(self.result)
+            self.config.stash[_RESULTS_KEY].variants.append(self.result)
+            prefix = f"run {run}/{repeat}: " if repeat > 1 else ""
+            for e in self.result.expectations:
+                self.user_properties.append(
+                    (prefix + e.text, f"{'ok' if e.passed else 'FAIL'}: {e.measured}"))
+        if repeat > 1:
+            self._judge_runs(variant_stability(runs, self.scenario.variants[self.name].expect))
+        elif self.result is not None and not self.result.passed:
             failed = [e for e in self.result.expectations if not e.passed]
             lines = [f"{e.text}: measured {e.measured}" + (f" ({e.note})" if e.note else "")
                      for e in failed]
@@ -92,6 +123,23 @@ class VariantItem(pytest.Item):
             if self.name == "baseline":
                 head += " — the lab no longer reproduces the incident"
             raise VariantFailed("\n".join([head, *(f"  - {line}" for line in lines)]))
+
+    def _judge_runs(self, stats: VariantStability) -> None:
+        """Several runs: the pass rate and every expectation's spread and margin are
+        properties of the test case; it fails unless every run passed."""
+        self.config.stash[_STABILITY_KEY].append(stats)
+        self.user_properties.append(("pass rate", f"{stats.passes}/{stats.runs}"))
+        for e in stats.expectations:
+            self.user_properties.append((f"stability: {e.text}", _spread(e)))
+        if stats.passes == stats.runs:
+            return
+        head = (f"{self.scenario.name}::{self.name}: {stats.runs - stats.passes} of "
+                f"{stats.runs} runs failed (passed {stats.passes}/{stats.runs})")
+        if self.name == "baseline":
+            head += " — the lab does not reproduce the incident every time"
+        lines = [f"{e.text}: held in {e.passes}/{e.runs}; {_spread(e)}"
+                 for e in stats.expectations if e.passes < e.runs]
+        raise VariantFailed("\n".join([head, *(f"  - {line}" for line in lines)]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, VariantFailed):
@@ -102,8 +150,18 @@ class VariantItem(pytest.Item):
         return self.path, None, f"{self.scenario.name}::{self.name}"
 
 
+def _spread(e: ExpectationStability) -> str:
+    return (f"min {format_value(e.min, e.unit)}, median {format_value(e.median, e.unit)}, "
+            f"max {format_value(e.max, e.unit)}, margin {format_margin(e.margin, e.unit)}")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--lab-json", None)
     results = session.config.stash.get(_RESULTS_KEY, None)
     if path and results is not None and results.variants:
-        Path(path).write_text(json.dumps(results.to_json(), indent=2))
+        doc = results.to_json()
+        repeat = session.config.getoption("--lab-repeat", 1)
+        if repeat > 1:
+            stats: list[VariantStability] = session.config.stash[_STABILITY_KEY]
+            doc["stability"] = stability_json(repeat, stats)
+        Path(path).write_text(json.dumps(doc, indent=2))

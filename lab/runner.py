@@ -235,13 +235,18 @@ async def run_scenario(
     variants: list[str],
     backend: Backend,
     progress: ProgressFn = _ignore,
+    repeat: int = 1,
 ) -> RunResults:
+    """Every variant `repeat` times, a variant's runs back to back; lab.stability
+    aggregates them."""
     results = RunResults()
     if (reason := skip_reason(scenario, backend)) is not None:
         results.skipped.append(Skipped(scenario.name, variants, reason))
         return results
     for i, name in enumerate(variants, start=1):
-        results.variants.append(
-            await run_variant(scenario, name, backend, progress, index=i, count=len(variants))
-        )
+        for _ in range(repeat):
+            results.variants.append(
+                await run_variant(scenario, name, backend, progress, index=i,
+                                  count=len(variants))
+            )
     return results

@@ -18,6 +18,7 @@ from typing import Any
 from lab.alerts import evaluate_alerts
 from lab.load.classify import RESPONSE_CLASSES
 from lab.report.charts import CLASS_COLOURS, CLASS_LABELS, timeline_svg
+from lab.report.stability import stability_html
 
 _INTERESTING_METRIC = re.compile(r".*(pool|breaker|disk|recompute|dependency|unhandled|charges).*")
 
@@ -214,7 +215,8 @@ def render_html(results: dict[str, Any], title: str = "chaoslab report") -> str:
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<style>{_CSS}</style></head><body><header><h1>{_e(title)}</h1>"
         f"<p>{n} variant(s): {summary} · generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-        f"</header><main>{_matrix(results)}{''.join(sections)}</main></body></html>"
+        f"</header><main>{_matrix(results)}{stability_html(results)}"
+        f"{''.join(sections)}</main></body></html>"
     )
 
 
