@@ -13,7 +13,7 @@ from typing import Any
 
 Second = dict[str, Any]
 
-_5XX_CLASSES = ("500", "503", "other_5xx")
+_5XX_CLASSES = ("500", "502", "503", "504", "other_5xx")
 
 
 def _error_rate(sec: Second) -> float | None:

@@ -7,13 +7,14 @@ expectation explains itself without opening the JSON.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from lab.load.classify import matches
 from lab.load.request_log import RequestRecord
 from lab.results import ExpectationResult, Windows, in_window, percentile
 from lab.sampler import Sample
-from lab.scenario import Expectation
+from lab.scenario import Expectation, Variant
 
 
 def evaluate(
@@ -44,6 +45,99 @@ def evaluate(
     return _status(exp, window)
 
 
+def judge(
+    name: str,
+    variant: Variant,
+    records: Sequence[RequestRecord],
+    samples: Sequence[Sample],
+    windows: Windows,
+    ledger: Mapping[str, int] | None = None,
+) -> list[ExpectationResult]:
+    """A variant's own expectations, then — for a mitigation — the built-in honest line,
+    so no mitigation can pass on expectations that forgot to look at some failure."""
+    results = [evaluate(e, records, samples, windows, ledger) for e in variant.expect]
+    if name != "baseline" and not variant.shows_problem:
+        results.append(honest_verdict(variant, records, windows))
+    return results
+
+
+HONEST_TEXT = "[fault, after] every answer is honest (2xx, 503 with Retry-After, expected 4xx)"
+
+
+def honest_verdict(
+    variant: Variant, records: Sequence[RequestRecord], windows: Windows
+) -> ExpectationResult:
+    """Every request sent from the fault's start to the end of the load got an honest
+    answer: a 2xx (fallbacks included), a 503 with Retry-After, or a 4xx the variant's
+    expectations name. A request an allowance selects (a status expectation with an upper
+    bound above zero, in its window) is left to that expectation; a lying 200 never is.
+    Anything else — 500, 502, 504, a 503 without Retry-After, a timeout, a connection
+    error, an unreadable body, a lying 200 — is counted by kind.
+    """
+    span = in_window(records, (windows.fault_start, windows.load_end))
+    if not span:
+        return ExpectationResult(HONEST_TEXT, False, "no requests in the window", None)
+    named_4xx = [e.status for e in variant.expect
+                 if e.status is not None and (e.status == "4xx" or e.status.startswith("4"))]
+    allowances = [(e, windows.range(e.window)) for e in variant.expect
+                  if e.window is not None and _is_allowance(e)]
+    dishonest: Counter[str] = Counter()
+    allowed: Counter[str] = Counter()
+    for r in span:
+        if _honest(r, named_4xx):
+            continue
+        allowance = None if r.cls == "lying_200" else next(
+            (e for e, (start, end) in allowances
+             if start <= r.start < end and _selects(e, r)), None)
+        if allowance is not None:
+            allowed[_selector_text(allowance)] += 1
+        else:
+            dishonest[_dishonest_kind(r)] += 1
+    count = sum(dishonest.values())
+    measured = f"{count} dishonest of {len(span)}"
+    if count:
+        measured += ": " + ", ".join(f"{k} ×{n}" for k, n in sorted(dishonest.items()))
+    for selector, n in sorted(allowed.items()):
+        measured += f"; {selector} left to its allowance: {n}"
+    return ExpectationResult(HONEST_TEXT, count == 0, measured, float(count))
+
+
+def _is_allowance(exp: Expectation) -> bool:
+    """A status count/share with an upper bound above zero: 'this many may still fail'."""
+    bound = exp.count if exp.count is not None else exp.rate
+    return (exp.status is not None and bound is not None
+            and bound.op in ("<=", "<") and bound.value > 0)
+
+
+def _selects(exp: Expectation, r: RequestRecord) -> bool:
+    assert exp.status is not None
+    return matches(exp.status, r.status, r.cls) and exp.reason in (None, r.reason)
+
+
+def _selector_text(exp: Expectation) -> str:
+    return f"{exp.status} ({exp.reason})" if exp.reason else str(exp.status)
+
+
+def _honest(r: RequestRecord, named_4xx: Sequence[str]) -> bool:
+    if r.cls in ("2xx", "fallback"):
+        return True
+    if r.cls == "503":
+        return r.retry_after
+    return r.cls == "4xx" and any(matches(s, r.status, r.cls) for s in named_4xx)
+
+
+def _dishonest_kind(r: RequestRecord) -> str:
+    if r.cls == "lying_200":
+        return "lying 200"
+    if r.cls == "503":
+        return "503 without Retry-After"
+    if r.cls == "timeout":
+        return "timeout"
+    if r.cls == "error":
+        return f"error ({r.error})" if r.error else "error"
+    return str(r.status)
+
+
 def _result(
     exp: Expectation, passed: bool, measured: str, value: float | None
 ) -> ExpectationResult:
@@ -51,17 +145,21 @@ def _result(
 
 
 def _amount(exp: Expectation, hits: int, total: int) -> tuple[bool, str, float]:
+    """A count or share of hits. An empty window fails every bound, `count: "== 0"`
+    included: it measured nothing, so it cannot vouch for anything."""
+    if total == 0:
+        return False, "no requests in the window", 0.0
     if exp.count is not None:
         return exp.count.holds(hits), f"{hits} of {total}", float(hits)
     assert exp.rate is not None
-    if total == 0:
-        return False, "no requests in the window", 0.0
     share = hits / total
     return exp.rate.holds(share), f"{share * 100:.1f}% ({hits} of {total})", share
 
 
 def _status(exp: Expectation, window: Sequence[RequestRecord]) -> ExpectationResult:
     assert exp.status is not None
+    if not window:
+        return _result(exp, False, "no requests in the window", None)
     hits = [r for r in window if matches(exp.status, r.status, r.cls)]
     parts: list[str] = []
     passed = True
@@ -89,9 +187,9 @@ def _latency(exp: Expectation, window: Sequence[RequestRecord]) -> ExpectationRe
 
 
 def _health(exp: Expectation, samples: Sequence[Sample]) -> ExpectationResult:
-    hits = sum(1 for s in samples if s.health == exp.health)
-    if exp.count is None and not samples:
+    if not samples:
         return _result(exp, False, "no /health samples in the window", None)
+    hits = sum(1 for s in samples if s.health == exp.health)
     passed, measured, value = _amount(exp, hits, len(samples))
     return _result(exp, passed, f"{measured} samples", value)
 

@@ -19,7 +19,7 @@ from lab.load.request_log import RequestRecord
 from lab.sampler import Sample
 from lab.scenario import window_offset
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: 502 and 504 left other_5xx for classes of their own
 
 
 @dataclass(frozen=True)

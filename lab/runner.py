@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.backends.base import Backend, RouterSettings, StackRequest
-from lab.expect import evaluate
+from lab.expect import judge
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
 from lab.ledger import collect_ledger
@@ -162,7 +162,7 @@ async def run_variant(
     total_s = time.monotonic() - began
 
     windows = Windows(load_start, fault_start, fault_end, end)
-    results = [evaluate(exp, records, sampler.samples, windows, ledger) for exp in spec.expect]
+    results = judge(variant, spec, records, sampler.samples, windows, ledger)
     results.append(_evidence_verdict(fault))
     return VariantResult(
         scenario=scenario.name,

@@ -114,7 +114,8 @@ LatencyBound = Annotated[Bound, _bound_parser("latency")]
 NumberBound = Annotated[Bound, _bound_parser("number")]
 
 # Response classes a request log entry can fall in (see lab.load.classify).
-STATUS_CLASSES = ("2xx", "4xx", "5xx", "lying_200", "fallback", "timeout", "error")
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "server_errors", "other_5xx", "lying_200", "fallback",
+                  "timeout", "error")
 _STATUS_RE = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -310,6 +311,12 @@ class Expectation(_Strict):
 
     Exactly one subject: a status/class share or count, a latency percentile, /health
     samples, a sampled metric, or a figure of the run's payment ledger.
+
+    A status expectation with an upper bound above zero (`rate: "<= 40%"`, `count: "< 50"`)
+    is also an *allowance*: in its window, the requests it selects are judged by it and
+    left out of the mitigation's built-in honest line (see lab.expect.honest_verdict).
+    A lying 200 is never allowed that way. A status expectation naming `4xx` or a 4xx code
+    makes those answers honest for the honest line.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -437,7 +444,18 @@ class Expectation(_Strict):
 
 
 class Variant(_Strict):
+    """One way to run the scenario: the incident (`baseline`) or a mitigation.
+
+    A mitigation is also judged by a built-in line: every answer from the fault's start
+    to the end of the load is honest (2xx, 503 with Retry-After, an expected 4xx, or left
+    to an allowance — see Expectation). A variant that exists to show a problem (a control,
+    an anti-pattern) sets `shows_problem` and is judged by its own expectations only, as
+    the baseline always is.
+    """
+
     description: str = ""
+    #: A control or an anti-pattern, not a mitigation: no built-in honest line.
+    shows_problem: bool = False
     config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
     router: RouterSpec | None = Field(None, description="replaces stack.router for this variant")
     fault: dict[str, Any] = Field(

@@ -68,9 +68,27 @@ def _says_degraded(doc: dict[str, Any]) -> bool:
     return isinstance(state, str) and state.lower() in _FALLBACK_STATES
 
 
-# The classes a request falls in, in the order reports show them.
+def answer_outcome(
+    status: int, content_type: str, body: bytes | None
+) -> tuple[str, str, str | None]:
+    """(outcome, body kind, error name) of an answer whose body is `body` (None: unreadable).
+
+    A 2xx whose body could not be read (cut, timed out) proved nothing: counting it as a
+    success would reward a service that dies mid-answer, so it is an error. Other statuses
+    already say what happened; their body only adds detail.
+    """
+    if body is None:
+        if 200 <= status < 300:
+            return "error", "none", "BodyUnreadable"
+        return "response", "plain", None
+    return "response", classify_body(status, content_type, body), None
+
+
+# The classes a request falls in, in the order reports show them. 502 and 504 are the
+# router's answers for a backend that failed or never answered: apart from other 5xx.
 RESPONSE_CLASSES = (
-    "2xx", "fallback", "lying_200", "4xx", "500", "503", "other_5xx", "timeout", "error", "other",
+    "2xx", "fallback", "lying_200", "4xx", "500", "502", "503", "504", "other_5xx", "timeout",
+    "error", "other",
 )
 
 
@@ -86,8 +104,8 @@ def response_class(status: int | None, outcome: str, body_kind: str) -> str:
         return "4xx"
     if status == 500:
         return "500"
-    if status == 503:
-        return "503"
+    if status in (502, 503, 504):
+        return str(status)
     if 500 <= status < 600:
         return "other_5xx"
     return "other"
@@ -97,14 +115,18 @@ def matches(selector: str, status: int | None, cls: str) -> bool:
     """Does a request match a scenario's status selector?
 
     Exact codes ("500", "200") match the status as sent; "2xx" means honest success
-    (fallbacks included, lying 200s never); "5xx"/"4xx" any such code.
+    (fallbacks included, lying 200s never); "5xx"/"4xx" any such code; "server_errors"
+    any 5xx but 503 (the one 5xx a mitigation may answer on purpose); "other_5xx" a 5xx
+    that is none of 500, 502, 503, 504.
     """
     if selector == "2xx":
         return cls in ("2xx", "fallback")
     if selector == "5xx":
         return status is not None and 500 <= status < 600
+    if selector == "server_errors":
+        return status is not None and 500 <= status < 600 and status != 503
     if selector == "4xx":
         return cls == "4xx"
-    if selector in ("lying_200", "fallback", "timeout", "error"):
+    if selector in ("lying_200", "fallback", "timeout", "error", "other_5xx"):
         return cls == selector
     return status is not None and str(status) == selector

@@ -23,7 +23,7 @@ from typing import Any
 from locust import between, constant, events
 from locust.contrib.fasthttp import FastHttpUser
 
-from lab.load.classify import classify_body, problem_reason
+from lab.load.classify import answer_outcome, problem_reason
 
 SPEC: dict[str, Any] = json.loads(os.environ.get("CHAOSLAB_LOAD_SPEC", "{}") or "{}")
 _LOG_PATH = os.environ.get("CHAOSLAB_REQUEST_LOG", os.devnull)
@@ -54,22 +54,24 @@ def _log_request(
     status = int(getattr(response, "status_code", 0) or 0)
     transport_error = getattr(response, "error", None) if status == 0 else None
     reason = None
+    body_error: str | None = None
     if status == 0:
         outcome = "timeout" if _is_timeout(transport_error or exception) else "error"
         kind = "none"
         retry_after = False
         instance = None
     else:
-        outcome = "response"
         headers = response.headers or {}
         retry_after = headers.get("Retry-After") is not None
         instance = headers.get("X-Instance")
+        body: bytes | None
         try:
             body = response.content or b""
-        except Exception:  # the body itself timed out or was cut
-            body = b""
-        kind = classify_body(status, headers.get("Content-Type", "") or "", body)
-        if kind == "problem":
+        except Exception:  # the body itself timed out or was cut: see answer_outcome
+            body = None
+        outcome, kind, body_error = answer_outcome(
+            status, headers.get("Content-Type", "") or "", body)
+        if kind == "problem" and body is not None:
             reason = problem_reason(body)
     record = {
         "t": round(start_time if start_time is not None else time.time(), 6),
@@ -84,7 +86,7 @@ def _log_request(
     if reason:
         record["reason"] = reason
     if outcome != "response":
-        record["error"] = type(transport_error or exception).__name__
+        record["error"] = body_error or type(transport_error or exception).__name__
     _LOG.write(json.dumps(record) + "\n")
 
 

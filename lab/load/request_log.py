@@ -24,6 +24,7 @@ class RequestRecord:
     request: str  # endpoint kind, e.g. "checkout"
     instance: str | None  # which service instance answered (X-Instance header)
     reason: str | None = None  # a problem+json body's `reason` (e.g. breaker_open, router)
+    error: str | None = None  # why no usable answer: ConnectionResetError, BodyUnreadable…
 
     @property
     def cls(self) -> str:
@@ -52,6 +53,7 @@ class RequestRecord:
             request=str(doc.get("request", "")),
             instance=str(instance) if instance else None,
             reason=str(doc["reason"]) if doc.get("reason") else None,
+            error=str(doc["error"]) if doc.get("error") else None,
         )
 
 

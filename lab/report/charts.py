@@ -24,7 +24,9 @@ CLASS_COLOURS = {
     "lying_200": "#c2185b",
     "4xx": "#f39c12",
     "500": "#d62728",
+    "502": "#e8590c",
     "503": "#f1c40f",
+    "504": "#a0522d",
     "other_5xx": "#8c1c13",
     "timeout": "#7f7f7f",
     "error": "#222222",
@@ -32,7 +34,8 @@ CLASS_COLOURS = {
 }
 CLASS_LABELS = {
     "2xx": "2xx", "fallback": "fallback", "lying_200": "lying 200", "4xx": "4xx",
-    "500": "500", "503": "503", "other_5xx": "other 5xx", "timeout": "timeout",
+    "500": "500", "502": "502", "503": "503", "504": "504", "other_5xx": "other 5xx",
+    "timeout": "timeout",
     "error": "conn. error", "other": "other",
 }
 

@@ -63,9 +63,14 @@ def _by_scenario(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# Always shown, zeros included: whether a mitigation left any 500, 502 or 504 is the
+# matrix's question, and an absent column cannot say "none".
+_MATRIX_ALWAYS = ("2xx", "500", "502", "503", "504")
+
+
 def _matrix(results: dict[str, Any]) -> str:
-    classes = [c for c in RESPONSE_CLASSES
-               if any(v["windows"]["fault"]["by_class"].get(c) for v in results["variants"])]
+    classes = [c for c in RESPONSE_CLASSES if c in _MATRIX_ALWAYS
+               or any(v["windows"]["fault"]["by_class"].get(c) for v in results["variants"])]
     head = "".join(
         f'<th><span class="swatch" style="background:{CLASS_COLOURS[c]}"></span>'
         f"{_e(CLASS_LABELS[c])}</th>" for c in classes

@@ -6,8 +6,8 @@ from __future__ import annotations
 from lab.ledger import inconsistencies
 from lab.results import RunResults, VariantResult, WindowSummary
 
-_COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "503 (Retry-After)", "timeout",
-            "other", "p50 ms", "p99 ms")
+_COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "502", "503 (Retry-After)", "504",
+            "timeout", "other", "p50 ms", "p99 ms")
 
 
 def _mix(w: WindowSummary) -> list[str]:
@@ -16,10 +16,12 @@ def _mix(w: WindowSummary) -> list[str]:
     lying = c.get("lying_200", 0)
     s503 = c.get("503", 0)
     ra = w.retry_after.get("503", 0)
-    other = w.total - ok - lying - c.get("500", 0) - s503 - c.get("timeout", 0)
+    shown = ("500", "502", "503", "504", "timeout")
+    other = w.total - ok - lying - sum(c.get(k, 0) for k in shown)
     return [
-        str(ok), f"{lying} !" if lying else "0", str(c.get("500", 0)),
-        f"{s503} ({ra})" if s503 else "0", str(c.get("timeout", 0)), str(other),
+        str(ok), f"{lying} !" if lying else "0", str(c.get("500", 0)), str(c.get("502", 0)),
+        f"{s503} ({ra})" if s503 else "0", str(c.get("504", 0)), str(c.get("timeout", 0)),
+        str(other),
         "-" if w.p50_ms is None else f"{w.p50_ms:.0f}",
         "-" if w.p99_ms is None else f"{w.p99_ms:.0f}",
     ]
