@@ -39,9 +39,9 @@ def _serve() -> int:
 def _migrate() -> int:
     env = EnvReader(os.environ)
     try:
-        dsn = env.postgres_dsn("DATABASE_URL")
-        carts = env.integer("SEED_CARTS", 30_000, minimum=1, maximum=100_000_000)
-        items = env.integer("SEED_ITEMS_PER_CART", 10, minimum=1, maximum=1000)
+        dsn: str = env.switch("DATABASE_URL")
+        carts: int = env.switch("SEED_CARTS")
+        items: int = env.switch("SEED_ITEMS_PER_CART")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

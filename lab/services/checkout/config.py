@@ -5,41 +5,28 @@ the diff between baseline and a mitigation is a few environment variables. All v
 validated before the port is bound: a bad value is a `ConfigError` whose `str()` is the one
 `STARTUP_FAILURE: <VAR>: expected <what>, got '<value>'` line the CLI prints before exiting 2.
 
-New keys (a payment API key, breaker settings, cache TTLs) go into `CheckoutConfig` and
-`CheckoutConfig.from_env`, reusing the `EnvReader` helpers so the rules stay in one place.
+What each variable is — type, default, bounds — lives in one table, `switches.SWITCHES`,
+which the scenario loader reads too, so a scenario cannot set a value the service would
+refuse. A new key goes into that table, then into `CheckoutConfig` and `from_env`.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-#: Kept here (not in cache.py) so a bad value is rejected before anything heavy is imported.
-CACHE_STRATEGIES = ("none", "single-flight", "stale-while-revalidate", "early-refresh")
-TRUE_WORDS = frozenset({"true", "1", "yes"})
-FALSE_WORDS = frozenset({"false", "0", "no"})
-INT32_MAX = 2**31 - 1
-
-
-class ConfigError(ValueError):
-    """A configuration value the service refuses to start with."""
-
-    def __init__(self, var: str, expected: str, got: str | None) -> None:
-        self.var = var
-        self.expected = expected
-        self.got = got
-        shown = "" if got is None else got
-        suffix = " (unset)" if got is None else ""
-        super().__init__(f"STARTUP_FAILURE: {var}: expected {expected}, got '{shown}'{suffix}")
+from .switches import CACHE_STRATEGIES as CACHE_STRATEGIES
+from .switches import INT32_MAX, SWITCHES, Switch, raw_value, read_switches
+from .switches import ConfigError as ConfigError
+from .switches import redact_dsn as redact_dsn
 
 
 class EnvReader:
     """Typed getters over an environment mapping; each raises `ConfigError` naming the key.
 
+    The checkout's own variables are read with `switch(name)` from the table; the other
+    services (router, proxy, gateway) describe theirs inline with the same parsers.
     Empty strings count as unset so `FOO=` in a compose file means "use the default".
     """
 
@@ -47,21 +34,15 @@ class EnvReader:
         self._env = env
 
     def raw(self, name: str) -> str | None:
-        value = self._env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
+        return raw_value(self._env, name)
 
-    def is_set(self, name: str) -> bool:
-        return self.raw(name) is not None
+    def switch(self, name: str) -> Any:
+        """A checkout variable, parsed as the table says."""
+        return SWITCHES[name].read(self._env)
 
     def string(self, name: str, default: str | None = None, *, what: str = "a string") -> str:
-        value = self.raw(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(name, f"{what} (required)", None)
-            return default
-        return value
+        return str(Switch(name, "string", default, required=default is None, what=what)
+                   .read(self._env))
 
     def integer(
         self,
@@ -71,85 +52,12 @@ class EnvReader:
         minimum: int = 0,
         maximum: int = INT32_MAX,
     ) -> int:
-        expected = f"an integer in {minimum}..{maximum}"
-        value = self.raw(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(name, f"{expected} (required)", None)
-            return default
-        try:
-            parsed = int(value, 10)
-        except ValueError:
-            raise ConfigError(name, expected, value) from None
-        if not minimum <= parsed <= maximum:
-            raise ConfigError(name, expected, value)
-        return parsed
+        return int(Switch(name, "integer", default, minimum=minimum, maximum=maximum,
+                          required=default is None).read(self._env))
 
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
-        expected = f"a number in {minimum:g}..{maximum:g}"
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            parsed = float(value)
-        except ValueError:
-            raise ConfigError(name, expected, value) from None
-        if math.isnan(parsed) or not minimum <= parsed <= maximum:
-            raise ConfigError(name, expected, value)
-        return parsed
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        lowered = value.lower()
-        if lowered in TRUE_WORDS:
-            return True
-        if lowered in FALSE_WORDS:
-            return False
-        raise ConfigError(name, "one of true/false/1/0/yes/no", value)
-
-    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
-        value = self.raw(name)
-        if value is None:
-            return default
-        if value.lower() not in options:
-            raise ConfigError(name, f"one of {'/'.join(options)}", value)
-        return value.lower()
-
-    def writable_directory(self, name: str) -> str | None:
-        """An existing directory this process may write to, or None when unset."""
-        value = self.raw(name)
-        if value is None:
-            return None
-        if not os.path.isdir(value) or not os.access(value, os.W_OK | os.X_OK):
-            raise ConfigError(name, "an existing directory this process can write to", value)
-        return value
-
-    def postgres_dsn(self, name: str) -> str:
-        value = self.string(name, what="a postgresql:// URL")
-        try:
-            parts = urlsplit(value)
-            _ = parts.port  # raises ValueError on a non-numeric port
-        except ValueError:
-            raise ConfigError(name, "a postgresql:// URL", redact_dsn(value)) from None
-        if parts.scheme not in ("postgres", "postgresql"):
-            raise ConfigError(name, "a postgresql:// URL", redact_dsn(value))
-        return value
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, safe for logs and error lines."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    host = netloc[-1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return float(Switch(name, "number", default, minimum=minimum, maximum=maximum)
+                     .read(self._env))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,55 +164,35 @@ class CheckoutConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CheckoutConfig:
-        """Parse and validate; raises `ConfigError` on the first bad key, in the order below."""
-        r = EnvReader(env)
-        host = r.string("CHECKOUT_HOST", "127.0.0.1")
-        port = r.integer("CHECKOUT_PORT", minimum=1, maximum=65535)
-        instance = r.string("CHECKOUT_INSTANCE", "checkout-1")
-        database_url = r.postgres_dsn("DATABASE_URL")
-        pool_max = r.integer("DB_POOL_MAX", 10, minimum=1, maximum=1000)
-        # The default minimum follows a small maximum so DB_POOL_MAX=1 alone is valid.
-        pool_min = r.integer("DB_POOL_MIN", min(2, pool_max), minimum=0, maximum=pool_max)
+        """Parse and validate; raises `ConfigError` on the first bad key, in table order."""
+        v = read_switches(env)
         return cls(
-            host=host,
-            port=port,
-            instance=instance,
-            database_url=database_url,
-            db_pool_min=pool_min,
-            db_pool_max=pool_max,
-            db_acquire_timeout_ms=r.integer("DB_ACQUIRE_TIMEOUT_MS", 0),
-            db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 0),
-            db_errors_as_503=r.boolean("DB_ERRORS_AS_503", False),
-            retry_after_s=r.integer("RETRY_AFTER_S", 1, minimum=0, maximum=86400),
-            readiness_max_pool_use=r.number(
-                "READINESS_MAX_POOL_USE", 0.0, minimum=0.0, maximum=1.0
-            ),
-            session_ttl_ms=r.integer("SESSION_TTL_MS", 1500, minimum=1),
-            shutdown_timeout_s=r.number("SHUTDOWN_TIMEOUT_S", 5.0, minimum=0.0, maximum=3600.0),
-            readiness_pool_grace_ms=r.integer(
-                "READINESS_POOL_GRACE_MS", 1000, minimum=0, maximum=600_000
-            ),
-            payments=PaymentSettings.from_env(r),
-            config_checks=ConfigChecks.from_env(r),
-            data_dir=r.writable_directory("DATA_DIR"),
-            degrade_receipt_writes=r.boolean("DEGRADE_RECEIPT_WRITES", False),
-            write_failure_log_interval_ms=r.integer(
-                "WRITE_FAILURE_LOG_INTERVAL_MS", 10_000, minimum=1, maximum=3_600_000
-            ),
-            readiness_max_disk_use=r.number(
-                "READINESS_MAX_DISK_USE", 0.0, minimum=0.0, maximum=1.0
-            ),
-            # Python's RotatingFileHandler never rotates with 0 backups, so at least one.
-            log_max_bytes=r.integer("LOG_MAX_BYTES", 0, minimum=0, maximum=2**40),
-            log_backups=r.integer("LOG_BACKUPS", 2, minimum=1, maximum=100),
-            catalog_cache_ttl_ms=r.integer("CATALOG_CACHE_TTL_MS", 60_000, minimum=1),
-            catalog_cache_strategy=r.choice(
-                "CATALOG_CACHE_STRATEGY", "none", CACHE_STRATEGIES
-            ),
-            catalog_cache_max_stale_ms=r.integer("CATALOG_CACHE_MAX_STALE_MS", 60_000),
-            catalog_xfetch_beta=r.number(
-                "CATALOG_XFETCH_BETA", 1.0, minimum=0.01, maximum=100.0
-            ),
+            host=v["CHECKOUT_HOST"],
+            port=v["CHECKOUT_PORT"],
+            instance=v["CHECKOUT_INSTANCE"],
+            database_url=v["DATABASE_URL"],
+            db_pool_min=v["DB_POOL_MIN"],
+            db_pool_max=v["DB_POOL_MAX"],
+            db_acquire_timeout_ms=v["DB_ACQUIRE_TIMEOUT_MS"],
+            db_statement_timeout_ms=v["DB_STATEMENT_TIMEOUT_MS"],
+            db_errors_as_503=v["DB_ERRORS_AS_503"],
+            retry_after_s=v["RETRY_AFTER_S"],
+            readiness_max_pool_use=v["READINESS_MAX_POOL_USE"],
+            session_ttl_ms=v["SESSION_TTL_MS"],
+            shutdown_timeout_s=v["SHUTDOWN_TIMEOUT_S"],
+            readiness_pool_grace_ms=v["READINESS_POOL_GRACE_MS"],
+            payments=PaymentSettings.from_values(v),
+            config_checks=ConfigChecks.from_values(v),
+            data_dir=v["DATA_DIR"],
+            degrade_receipt_writes=v["DEGRADE_RECEIPT_WRITES"],
+            write_failure_log_interval_ms=v["WRITE_FAILURE_LOG_INTERVAL_MS"],
+            readiness_max_disk_use=v["READINESS_MAX_DISK_USE"],
+            log_max_bytes=v["LOG_MAX_BYTES"],
+            log_backups=v["LOG_BACKUPS"],
+            catalog_cache_ttl_ms=v["CATALOG_CACHE_TTL_MS"],
+            catalog_cache_strategy=v["CATALOG_CACHE_STRATEGY"],
+            catalog_cache_max_stale_ms=v["CATALOG_CACHE_MAX_STALE_MS"],
+            catalog_xfetch_beta=v["CATALOG_XFETCH_BETA"],
         )
 
 
@@ -337,29 +225,21 @@ class PaymentSettings:
     swallow_errors: bool = False
 
     @classmethod
-    def from_env(cls, r: EnvReader) -> PaymentSettings:
-        url = r.raw("PAYMENT_URL")
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ConfigError("PAYMENT_URL", "an http:// or https:// URL", url)
-        settings = cls(
-            url=url,
-            timeout_ms=r.integer("PAYMENT_TIMEOUT_MS", 0, maximum=600_000),
-            retries=r.integer("PAYMENT_RETRIES", 0, maximum=10),
-            retry_backoff_ms=r.integer("PAYMENT_RETRY_BACKOFF_MS", 50, minimum=1,
-                                       maximum=60_000),
-            idempotency_keys=r.boolean("PAYMENT_IDEMPOTENCY_KEYS", False),
-            errors_as_503=r.boolean("PAYMENT_ERRORS_AS_503", False),
-            breaker=r.boolean("PAYMENT_BREAKER", False),
-            breaker_failures=r.integer("PAYMENT_BREAKER_FAILURES", 5, minimum=1, maximum=1000),
-            breaker_reset_ms=r.integer("PAYMENT_BREAKER_RESET_MS", 2000, minimum=1,
-                                       maximum=3_600_000),
-            fallback=r.boolean("PAYMENT_FALLBACK", False),
-            swallow_errors=r.boolean("PAYMENT_SWALLOW_ERRORS", False),
+    def from_values(cls, v: Mapping[str, Any]) -> PaymentSettings:
+        """From `read_switches`' values (which also refuse fallback with swallowing)."""
+        return cls(
+            url=v["PAYMENT_URL"],
+            timeout_ms=v["PAYMENT_TIMEOUT_MS"],
+            retries=v["PAYMENT_RETRIES"],
+            retry_backoff_ms=v["PAYMENT_RETRY_BACKOFF_MS"],
+            idempotency_keys=v["PAYMENT_IDEMPOTENCY_KEYS"],
+            errors_as_503=v["PAYMENT_ERRORS_AS_503"],
+            breaker=v["PAYMENT_BREAKER"],
+            breaker_failures=v["PAYMENT_BREAKER_FAILURES"],
+            breaker_reset_ms=v["PAYMENT_BREAKER_RESET_MS"],
+            fallback=v["PAYMENT_FALLBACK"],
+            swallow_errors=v["PAYMENT_SWALLOW_ERRORS"],
         )
-        if settings.fallback and settings.swallow_errors:
-            raise ConfigError("PAYMENT_SWALLOW_ERRORS",
-                              "false when PAYMENT_FALLBACK is on (one failure policy)", "true")
-        return settings
 
     def public(self) -> dict[str, Any]:
         return {
@@ -403,12 +283,12 @@ class ConfigChecks:
     missing: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, r: EnvReader) -> ConfigChecks:
+    def from_values(cls, v: Mapping[str, Any]) -> ConfigChecks:
         missing = ("PAYMENT_API_KEY",) if (
-            r.is_set("PAYMENT_URL") and not r.is_set("PAYMENT_API_KEY")) else ()
+            v["PAYMENT_URL"] is not None and v["PAYMENT_API_KEY"] is None) else ()
         checks = cls(
-            startup_validation=r.boolean("STARTUP_VALIDATION", False),
-            readiness_checks_config=r.boolean("READINESS_CHECKS_CONFIG", False),
+            startup_validation=v["STARTUP_VALIDATION"],
+            readiness_checks_config=v["READINESS_CHECKS_CONFIG"],
             missing=missing,
         )
         if checks.startup_validation and missing:
