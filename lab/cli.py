@@ -15,20 +15,16 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
-from lab.backends.local import LocalBackend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
-from lab.report.html import write_report
-from lab.report.stability import render_stability
-from lab.report.table import render_table
-from lab.results import RunResults, Skipped
-from lab.runner import Progress, run_variant, skip_reason
 from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
-from lab.stability import results_json, summarize
 from lab.units import parse_duration
+
+if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)
+    from lab.runner import Progress
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK = 0, 1, 2, 3
@@ -101,6 +97,8 @@ def _backend(name: str) -> Backend:
         from lab.backends.docker import DockerBackend
 
         return DockerBackend()
+    from lab.backends.local import LocalBackend
+
     return LocalBackend()
 
 
@@ -116,6 +114,33 @@ def cmd_list(_: argparse.Namespace) -> int:
         print(f"{s.name:<20} {s.title}")
         print(f"{'':<20} variants: {', '.join(s.variants)}")
     return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate scenario files as `lab run` would, starting nothing: one line per file."""
+    bad = 0
+    targets: list[str | Path] = list(args.scenarios) or list(scenario_paths())
+    if not targets:
+        raise ScenarioError("scenarios/", ["no scenario files found"])
+    for target in targets:
+        try:
+            path = target if isinstance(target, Path) else find_scenario(target)
+            scenario = load_scenario_file(path)
+        except ScenarioError as exc:
+            _err(str(exc))
+            bad += 1
+            continue
+        print(f"{_shown(path)}: ok ({len(scenario.variants)} variants: "
+              f"{', '.join(scenario.variants)})")
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def _shown(path: Path) -> str:
+    """The path relative to here when it is below here, as the user would type it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
@@ -137,6 +162,15 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Here, not at the top: they pull in aiohttp and asyncpg, which `lab check` and
+    # `lab list` never need (a test holds `lab check` to that).
+    from lab.report.html import write_report
+    from lab.report.stability import render_stability
+    from lab.report.table import render_table
+    from lab.results import RunResults, Skipped
+    from lab.runner import run_variant, skip_reason
+    from lab.stability import results_json, summarize
+
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
     progress = _ProgressPrinter("off" if args.quiet else args.progress)
@@ -197,6 +231,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ValueError("no variants in it")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ScenarioError(str(source), [f"not a chaoslab results file ({exc})"]) from None
+    from lab.report.html import write_report
+
     page = write_report(doc, Path(args.directory))
     print(f"report written to {page}")
     return EXIT_OK
@@ -337,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="the scenarios, with a one-line title each")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("check", help="validate scenario files (all when none is named); "
+                       "starts nothing")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="name in scenarios/ or path")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("run", help="run scenarios (all when none is named), every variant")
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="name in scenarios/ or path")
     p.add_argument("--variant", action="append", metavar="NAME",

@@ -29,6 +29,7 @@ from pydantic import (
 
 from lab.errors import ScenarioError
 from lab.faults.registry import params_problems, stack_problems
+from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
 from lab.units import ByteSize, Duration, format_size
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -94,6 +95,9 @@ def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
                 raise ValueError(f"a rate takes '%', got {value!r}; expected {examples}")
             elif number > 1:
                 raise ValueError(f"a rate without '%' must be a fraction 0..1, got {value!r}")
+            if not 0 <= number <= 1:  # '>= 200%' could never hold: the run would fail forever
+                raise ValueError(f"a rate is a share from 0% to 100%, got {value!r}; "
+                                 f"expected {examples}")
             return Bound(op, number, "%")
         if kind == "latency":
             if unit == "s":
@@ -530,13 +534,43 @@ def parse_scenario(data: Any, source: str) -> Scenario:
         raise ScenarioError(source, [_describe(e) for e in exc.errors()]) from None
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping: PyYAML silently keeps the
+    last, so a variant with `DB_POOL_MAX` twice would run with whichever came second."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first is not None:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r} (first at line "
+                                    f"{first + 1}); YAML would keep only the last",
+                                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_scenario_file(path: Path) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(str(path), [f"{where}{exc.problem}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -549,6 +583,7 @@ def load_scenario_file(path: Path) -> Scenario:
     problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
     problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
     problems += _data_dir_problems(scenario)
+    problems += _switch_problems(scenario)
     if not problems:
         for name in scenario.variants:
             problems += params_problems(
@@ -557,6 +592,42 @@ def load_scenario_file(path: Path) -> Scenario:
     if problems:
         raise ScenarioError(str(path), problems)
     return scenario
+
+
+def _switch_problems(scenario: Scenario) -> list[str]:
+    """Every checkout switch a scenario sets must be one the service reads, with a value it
+    accepts, judged by the service's own table: a misspelt mitigation would otherwise run
+    as the baseline, and a bad value would surface only after Postgres had started."""
+    configs = [("stack.config", scenario.stack.config)] + [
+        (f"variants.{name}.config", v.config) for name, v in scenario.variants.items()
+    ]
+    problems = []
+    for where, config in configs:
+        for var, value in config.items():
+            switch = SWITCHES.get(var)
+            if switch is None:
+                problems.append(f"{where}.{var}: {unknown_variable(var)}")
+            elif switch.set_by_lab is not None:
+                problems.append(f"{where}.{var}: not a switch ({switch.set_by_lab}); remove it")
+            else:
+                try:
+                    switch.read({var: value}, on_host=False)
+                except ConfigError as exc:
+                    problems.append(f"{where}.{var}: {exc.detail}")
+    if problems:
+        return problems
+    from_stack: dict[str, list[str]] = {}  # one line per stack-level problem, not per variant
+    for name, variant in scenario.variants.items():  # the rules between switches
+        try:
+            read_switches(scenario.variant_env(name), on_host=False, user_only=True)
+        except ConfigError as exc:
+            if exc.var in variant.config:
+                problems.append(f"variants.{name}.config.{exc.var}: {exc.detail}")
+            else:
+                from_stack.setdefault(f"stack.config.{exc.var}: {exc.detail}", []).append(name)
+    problems += [f"{line} (in variant{'s' if len(names) > 1 else ''} {', '.join(names)})"
+                 for line, names in from_stack.items()]
+    return problems
 
 
 def _data_dir_problems(scenario: Scenario) -> list[str]:

@@ -8,12 +8,14 @@ in one transaction — so the fault runs but cannot bite (the root-fix variant).
 from __future__ import annotations
 
 import time
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
 from lab.services.checkout.schema import CART_ITEMS_INDEX
+
+if TYPE_CHECKING:  # imported where used: loading a scenario must not pull in asyncpg
+    import asyncpg
 
 
 class DropIndexParams(FaultParams):
@@ -30,6 +32,8 @@ class DropIndex(Fault):
     _definition: str = ""
 
     async def _connect(self) -> asyncpg.Connection:
+        import asyncpg
+
         try:
             return await asyncpg.connect(self.stack.db_dsn, timeout=10)
         except (OSError, asyncpg.PostgresError) as exc:

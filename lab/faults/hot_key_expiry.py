@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
 from pydantic import Field
 
 from lab.errors import FaultError
@@ -40,6 +39,8 @@ class HotKeyExpiry(Fault):
     params: HotKeyExpiryParams
 
     async def _call(self, method: str, url: str, body: Any = None) -> dict[str, Any]:
+        import aiohttp  # here, not at the top: loading a scenario must not pull it in
+
         timeout = aiohttp.ClientTimeout(total=5)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http, http.request(

@@ -18,10 +18,11 @@ import contextlib
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
+from lab.services.checkout.switches import unknown_variable
 from lab.units import Duration
 
 
@@ -31,6 +32,27 @@ class RollingDeployParams(FaultParams):
     ready_timeout: Duration = 8.0
     drain: Duration = 5.0
     rollback: bool = True
+
+    @field_validator("unset")
+    @classmethod
+    def _known_unset(cls, names: list[str]) -> list[str]:
+        """Any variable the checkout reads, the lab's own included (a deploy may lose the
+        key or the DSN); a misspelt one would deploy an intact version and prove nothing.
+        Values in `env` are not judged: a deploy with a bad value is a fault worth having."""
+        return _known(names)
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, env: dict[str, str]) -> dict[str, str]:
+        _known(list(env))
+        return env
+
+
+def _known(names: list[str]) -> list[str]:
+    for name in names:
+        if (problem := unknown_variable(name)) is not None:
+            raise ValueError(f"{name}: {problem}")
+    return names
 
 
 def _key_line(lines: list[str]) -> str:

@@ -311,7 +311,7 @@ def test_repeat_runs_each_variant_n_times_and_fails_on_one_failed_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stub = _StubRunner(drill, [0.5, 0.05, 0.4])
-    monkeypatch.setattr(cli, "run_variant", stub)
+    monkeypatch.setattr(runner, "run_variant", stub)  # cmd_run imports it when it runs
     out = tmp_path / "results.json"
     code = cli.main(["run", str(DRILL), "--variant", "baseline", "--repeat", "3",
                      "--progress", "lines", "--json", str(out)])
@@ -331,7 +331,7 @@ def test_repeat_runs_each_variant_n_times_and_fails_on_one_failed_run(
 def test_repeat_exits_0_when_every_run_passed(
     drill: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(cli, "run_variant", _StubRunner(drill, [0.5, 0.4]))
+    monkeypatch.setattr(runner, "run_variant", _StubRunner(drill, [0.5, 0.4]))
     assert cli.main(["run", str(DRILL), "--variant", "baseline", "--repeat", "2",
                      "--quiet"]) == 0
     row = _stability_row(capsys.readouterr().out, "baseline")

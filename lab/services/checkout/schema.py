@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 
-import asyncpg
-
 CART_ITEMS_INDEX = "idx_cart_items_cart_id"
 #: The root fix for the pool-exhaustion incident; faults that drop the index restore it so.
 CREATE_CART_ITEMS_INDEX = f"CREATE INDEX IF NOT EXISTS {CART_ITEMS_INDEX} ON cart_items (cart_id)"
@@ -114,6 +112,8 @@ async def migrate(dsn: str, carts: int, items_per_cart: int) -> None:
     """Drop and recreate the schema, then seed `carts * items_per_cart` cart lines."""
     if carts < 1 or items_per_cart < 1:
         raise ValueError("carts and items_per_cart must be >= 1")
+    import asyncpg  # here: the fault registry imports this module's names for validation
+
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
