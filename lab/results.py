@@ -53,6 +53,22 @@ def in_window(records: Iterable[RequestRecord], bounds: tuple[float, float]) -> 
     return [r for r in records if start <= r.start < end]
 
 
+def completed_before(records: Iterable[RequestRecord], t: float) -> list[RequestRecord]:
+    """The records whose client had its answer (or gave up) before wall-clock time `t`:
+    send time + latency < t.
+
+    Windows are by send time, so a request sent a few ms before the injection and served
+    after it belongs to `before` and may fail legitimately. A claim about what happened
+    before an instant ("no request that completed before the injection failed") is
+    exact only over these."""
+    return [r for r in records if r.start + r.latency_ms / 1000 < t]
+
+
+def _by_class(records: Iterable[RequestRecord]) -> dict[str, int]:
+    classes = Counter(r.cls for r in records)
+    return {c: classes[c] for c in RESPONSE_CLASSES if classes[c]}
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values."""
     if not values:
@@ -80,15 +96,21 @@ class WindowSummary:
     #: Which instance answered (the X-Instance header the router passes through; `router`
     #: for the router's own 503s); requests with no answer are not counted here.
     by_instance: dict[str, int] = field(default_factory=dict)
+    #: `by_class` of the window's requests that were answered (or given up on) before the
+    #: window ended; the others were in flight across its end. None: not computed.
+    completed_by_class: dict[str, int] | None = None
 
     @classmethod
-    def of(cls, records: Sequence[RequestRecord], start_s: float, end_s: float) -> WindowSummary:
+    def of(
+        cls, records: Sequence[RequestRecord], start_s: float, end_s: float,
+        *, ends_at: float | None = None,
+    ) -> WindowSummary:
+        """`ends_at`: the window's end as wall-clock time, for `completed_by_class`."""
         latencies = [r.latency_ms for r in records]
-        classes = Counter(r.cls for r in records)
         return cls(
             total=len(records),
             by_status=dict(sorted(Counter(r.status_key for r in records).items())),
-            by_class={c: classes[c] for c in RESPONSE_CLASSES if classes[c]},
+            by_class=_by_class(records),
             retry_after=dict(
                 sorted(Counter(r.status_key for r in records if r.retry_after).items())
             ),
@@ -98,6 +120,9 @@ class WindowSummary:
             start_s=round(start_s, 3),
             end_s=round(end_s, 3),
             by_instance=dict(sorted(Counter(r.instance for r in records if r.instance).items())),
+            completed_by_class=(
+                None if ends_at is None else _by_class(completed_before(records, ends_at))
+            ),
         )
 
     def share(self, cls: str) -> float:

@@ -206,7 +206,7 @@ def _window_summaries(records: list[RequestRecord], windows: Windows) -> dict[st
         start, stop = windows.range(name)
         out[name] = WindowSummary.of(
             in_window(records, (start, stop)), start - windows.load_start,
-            stop - windows.load_start,
+            stop - windows.load_start, ends_at=stop,
         )
     return out
 
