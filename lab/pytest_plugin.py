@@ -66,6 +66,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "reproduces: a baseline variant; it fails when the incident stops reproducing"
     )
+    config.addinivalue_line(
+        "markers", "shows_problem: a control variant (shows_problem: true): it fails when the "
+        "problem it exists to show stops showing")
+    config.addinivalue_line(
+        "markers", "mitigation: a mitigation variant, judged by its expectations and the "
+        "built-in honest line")
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
@@ -98,6 +104,10 @@ class VariantItem(pytest.Item):
         self.result: VariantResult | None = None  # the last run
         if self.name == "baseline":
             self.add_marker(pytest.mark.reproduces)
+        elif scenario.variants[self.name].shows_problem:
+            self.add_marker(pytest.mark.shows_problem)
+        else:
+            self.add_marker(pytest.mark.mitigation)
 
     def runtest(self) -> None:
         backend = LocalBackend()

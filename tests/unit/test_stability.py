@@ -378,3 +378,19 @@ def test_pytest_plugin_refuses_a_repeat_below_one(pytester: pytest.Pytester) -> 
     result = pytester.runpytest_inprocess("-p", "no:locust", "--lab-repeat", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--lab-repeat: expected at least 1 run, got 0*"])
+
+
+def test_pytest_plugin_marks_baseline_controls_and_mitigations(pytester: pytest.Pytester) -> None:
+    scenarios = pytester.path / "scenarios"
+    scenarios.mkdir()
+    shutil.copy(DRILL.parents[2] / "scenarios" / "flaky-dependency.yaml", scenarios)
+
+    def selected(marker: str) -> list[str]:
+        result = pytester.runpytest_inprocess(
+            "-p", "no:locust", "-p", "no:cacheprovider", "scenarios", "--collect-only", "-q",
+            "-m", marker)
+        return sorted(line.split("::")[-1] for line in result.stdout.lines if "::" in line)
+
+    assert selected("reproduces") == ["baseline"]
+    assert selected("shows_problem") == ["retries-without-keys", "swallow-errors"]
+    assert selected("mitigation") == ["circuit-breaker", "fallback", "timeouts-retries"]
