@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from lab.load.classify import matches
-from lab.load.request_log import RequestRecord
+from lab.load.request_log import RequestRecord, answers
 from lab.results import ExpectationResult, Windows, in_window, percentile
 from lab.sampler import Sample
 from lab.scenario import Expectation, Variant
@@ -37,7 +37,7 @@ def evaluate(
         return _metric(exp, [s for s in in_bounds if s.service == service])
     if exp.health is not None:
         return _health(exp, [s for s in in_bounds if s.service == service])
-    window = in_window(records, bounds)
+    window = answers(in_window(records, bounds))  # a dropped arrival is no answer
     if exp.reason is not None:
         window = [r for r in window if r.reason == exp.reason]
     if exp.p50 is not None or exp.p99 is not None:
@@ -73,10 +73,16 @@ def honest_verdict(
     bound above zero, in its window) is left to that expectation; a lying 200 never is.
     Anything else — 500, 502, 504, a 503 without Retry-After, a timeout, a connection
     error, an unreadable body, a lying 200 — is counted by kind.
+
+    Arrivals the open model's load generator dropped at its cap were never sent: they are
+    not answers, honest or not. They do not fail the line (they are the generator's, not
+    the service's) but the measured text says how many there were.
     """
-    span = in_window(records, (windows.fault_start, windows.load_end))
+    everything = in_window(records, (windows.fault_start, windows.load_end))
+    span = answers(everything)
+    drops = _drops_text(len(everything) - len(span))
     if not span:
-        return ExpectationResult(HONEST_TEXT, False, "no requests in the window", None)
+        return ExpectationResult(HONEST_TEXT, False, "no requests in the window" + drops, None)
     named_4xx = [e.status for e in variant.expect
                  if e.status is not None and (e.status == "4xx" or e.status.startswith("4"))]
     allowances = [(e, windows.range(e.window)) for e in variant.expect
@@ -99,7 +105,14 @@ def honest_verdict(
         measured += ": " + ", ".join(f"{k} ×{n}" for k, n in sorted(dishonest.items()))
     for selector, n in sorted(allowed.items()):
         measured += f"; {selector} left to its allowance: {n}"
-    return ExpectationResult(HONEST_TEXT, count == 0, measured, float(count))
+    return ExpectationResult(HONEST_TEXT, count == 0, measured + drops, float(count))
+
+
+def _drops_text(dropped: int) -> str:
+    if not dropped:
+        return ""
+    return (f"; {dropped} arrival{'s' if dropped != 1 else ''} dropped by the load generator "
+            "at its max_in_flight cap (never sent: not answers, and not counted here)")
 
 
 def _is_allowance(exp: Expectation) -> bool:

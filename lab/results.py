@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.load.arrivals import behind_seconds, schedule_start, scheduled_per_second
 from lab.load.classify import RESPONSE_CLASSES
-from lab.load.request_log import RequestRecord
+from lab.load.request_log import RequestRecord, answers
 from lab.sampler import Sample
-from lab.scenario import window_offset
+from lab.scenario import LoadSpec, window_offset
 
 SCHEMA_VERSION = 2  # 2: 502 and 504 left other_5xx for classes of their own
 
@@ -99,13 +100,20 @@ class WindowSummary:
     #: `by_class` of the window's requests that were answered (or given up on) before the
     #: window ended; the others were in flight across its end. None: not computed.
     completed_by_class: dict[str, int] | None = None
+    #: Arrivals the open model's load generator did not send (its cap on requests in
+    #: flight was full). Not answers: in none of the figures above.
+    dropped: int = 0
 
     @classmethod
     def of(
         cls, records: Sequence[RequestRecord], start_s: float, end_s: float,
         *, ends_at: float | None = None,
     ) -> WindowSummary:
-        """`ends_at`: the window's end as wall-clock time, for `completed_by_class`."""
+        """`ends_at`: the window's end as wall-clock time, for `completed_by_class`.
+        Dropped arrivals are counted in `dropped` and left out of everything else."""
+        sent = answers(records)
+        dropped = len(records) - len(sent)
+        records = sent
         latencies = [r.latency_ms for r in records]
         return cls(
             total=len(records),
@@ -123,6 +131,7 @@ class WindowSummary:
             completed_by_class=(
                 None if ends_at is None else _by_class(completed_before(records, ends_at))
             ),
+            dropped=dropped,
         )
 
     def share(self, cls: str) -> float:
@@ -132,23 +141,128 @@ class WindowSummary:
         return self.__dict__.copy()
 
 
-def timeline(
-    records: Sequence[RequestRecord], samples: Sequence[Sample], windows: Windows
-) -> list[dict[str, Any]]:
-    """One entry per second of load: the status mix, latency, and what the service said."""
-    seconds = max(1, math.ceil(windows.load_end - windows.load_start))
+def _seconds(windows: Windows) -> int:
+    return max(1, math.ceil(windows.load_end - windows.load_start))
+
+
+def _by_second(records: Iterable[RequestRecord], windows: Windows) -> list[list[RequestRecord]]:
+    seconds = _seconds(windows)
     buckets: list[list[RequestRecord]] = [[] for _ in range(seconds)]
     for r in records:
         i = int(r.start - windows.load_start)
         if 0 <= i < seconds:
             buckets[i].append(r)
+    return buckets
+
+
+@dataclass
+class ArrivalAccount:
+    """The open model's arrivals, second by second: what its schedule asked for against
+    what the load generator achieved (sent + dropped), and the seconds it fell behind.
+
+    The schedule is read back from the seed (lab.load.arrivals), anchored at the first
+    arrival seen, so a Poisson second that was quiet by draw is not taken for a generator
+    that fell behind. A request still in flight when Locust stopped is never logged, so a
+    second within `client_timeout` of the load's end can only under-count: those seconds
+    are shown but not judged.
+    """
+
+    rate: float
+    kind: str
+    max_in_flight: int
+    started_s: float | None  # when the schedule began, since the load began (None: no arrival)
+    scheduled: list[int]
+    achieved: list[int]
+    dropped: list[int]
+    judged_until_s: int
+    behind: list[int]
+
+    @classmethod
+    def of(
+        cls, records: Sequence[RequestRecord], windows: Windows, spec: LoadSpec, seed: int
+    ) -> ArrivalAccount:
+        assert spec.rate is not None, "closed-loop load has no arrival schedule"
+        buckets = _by_second(records, windows)
+        seconds = len(buckets)
+        first = min((r.start for r in records), default=None)
+        started = (None if first is None else
+                   schedule_start(first - windows.load_start, spec.rate, spec.arrivals, seed))
+        # No arrival at all: the schedule is taken to have begun with the window, so
+        # every judged second shows as behind.
+        scheduled = scheduled_per_second(spec.rate, spec.arrivals, seed,
+                                         0.0 if started is None else started, seconds)
+        achieved = [len(b) for b in buckets]
+        judged = min(seconds, max(0, math.floor(
+            windows.load_end - windows.load_start - spec.client_timeout)))
+        return cls(
+            rate=spec.rate, kind=spec.arrivals, max_in_flight=spec.max_in_flight,
+            started_s=None if started is None else round(started, 3),
+            scheduled=scheduled, achieved=achieved,
+            dropped=[sum(1 for r in b if r.dropped) for b in buckets],
+            judged_until_s=judged, behind=behind_seconds(achieved, scheduled, judged),
+        )
+
+    @property
+    def achieved_rate(self) -> float | None:
+        """Arrivals per second over the judged seconds, from the schedule's start."""
+        start = self.started_s or 0.0
+        span = self.judged_until_s - start
+        if span <= 0:
+            return None
+        return sum(self.achieved[:self.judged_until_s]) / span
+
+    def second(self, i: int) -> dict[str, Any]:
+        """The timeline's figures for second `i`."""
+        return {
+            "arrivals": self.achieved[i],
+            "scheduled": self.scheduled[i],
+            "behind": (i in self.behind) if i < self.judged_until_s else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self.achieved_rate
+        return {
+            "model": "open",
+            "rate_per_s": self.rate,
+            "arrivals": self.kind,
+            "max_in_flight": self.max_in_flight,
+            "generator_started_s": self.started_s,
+            "scheduled": sum(self.scheduled),
+            "sent": sum(self.achieved) - sum(self.dropped),
+            "dropped": sum(self.dropped),
+            "achieved_rate_per_s": None if rate is None else round(rate, 1),
+            "judged_until_s": self.judged_until_s,
+            "behind_target": bool(self.behind),
+            "behind_seconds": self.behind,
+        }
+
+
+def load_summary(spec: LoadSpec, account: ArrivalAccount | None) -> dict[str, Any]:
+    """The variant's `load` in the results: how the load was generated and, for the open
+    model, what it achieved."""
+    if account is not None:
+        return account.to_json()
+    return {"model": "closed", "users": spec.users, "spawn_rate": spec.spawn_rate,
+            "wait_s": spec.wait}
+
+
+def timeline(
+    records: Sequence[RequestRecord], samples: Sequence[Sample], windows: Windows,
+    arrivals: ArrivalAccount | None = None,
+) -> list[dict[str, Any]]:
+    """One entry per second of load: the status mix, latency, and what the service said;
+    dropped arrivals counted apart, and for the open model the arrivals achieved against
+    the schedule's (`arrivals`)."""
+    seconds = _seconds(windows)
+    buckets = _by_second(records, windows)
     by_second: dict[int, list[Sample]] = {}
     for s in samples:
         i = int(s.t - windows.load_start)
         if 0 <= i < seconds:
             by_second.setdefault(i, []).append(s)
     out = []
-    for i, bucket in enumerate(buckets):
+    for i, everything in enumerate(buckets):
+        bucket = answers(everything)
         latencies = [r.latency_ms for r in bucket]
         classes = Counter(r.cls for r in bucket)
         t = windows.load_start + i
@@ -164,6 +278,8 @@ def timeline(
             "p99_ms": _round(percentile(latencies, 99)),
             "health": {s.instance: s.health for s in by_second.get(i, [])},
             "metrics": {s.instance: s.metrics for s in by_second.get(i, [])},
+            "dropped": len(everything) - len(bucket),
+            **(arrivals.second(i) if arrivals is not None else {}),
         })
     return out
 
@@ -230,6 +346,9 @@ class VariantResult:
     health_samples: list[dict[str, Any]] = field(default_factory=list)
     #: The payment ledger (lab.ledger): gateway charges against the shop's orders.
     ledger: dict[str, int] = field(default_factory=dict)
+    #: How the load was generated (closed loop or open model) and, for the open model,
+    #: the arrivals achieved against the target (see `load_summary`).
+    load: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -252,6 +371,7 @@ class VariantResult:
             "signatures": [s.to_json() for s in self.signatures],
             "timing": self.timing,
             "ledger": self.ledger,
+            "load": self.load,
         }
 
 

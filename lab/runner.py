@@ -20,6 +20,7 @@ from lab.faults.registry import create_fault
 from lab.ledger import collect_ledger
 from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
 from lab.results import (
+    ArrivalAccount,
     ExpectationResult,
     RunResults,
     Skipped,
@@ -28,6 +29,7 @@ from lab.results import (
     WindowSummary,
     failure_signatures,
     in_window,
+    load_summary,
     timeline,
 )
 from lab.runs import new_run_id
@@ -162,6 +164,8 @@ async def run_variant(
     total_s = time.monotonic() - began
 
     windows = Windows(load_start, fault_start, fault_end, end)
+    arrivals = (ArrivalAccount.of(records, windows, load_spec, scenario.seed)
+                if load_spec.open_model else None)
     results = judge(variant, spec, records, sampler.samples, windows, ledger)
     results.append(_evidence_verdict(fault))
     return VariantResult(
@@ -173,7 +177,7 @@ async def run_variant(
         config=scenario.variant_env(variant),
         fault={"kind": scenario.fault.kind, "params": fault_params, **windows.relative()},
         windows=_window_summaries(records, windows),
-        timeline=timeline(records, sampler.samples, windows),
+        timeline=timeline(records, sampler.samples, windows, arrivals),
         expectations=results,
         evidence=fault.evidence.to_json(),
         signatures=failure_signatures(stderr_lines),
@@ -185,6 +189,7 @@ async def run_variant(
             "overhead_s": round(total_s - load_spec.duration, 3),
         },
         ledger=ledger,
+        load=load_summary(load_spec, arrivals),
     )
 
 

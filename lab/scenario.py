@@ -29,8 +29,9 @@ from pydantic import (
 
 from lab.errors import ScenarioError
 from lab.faults.registry import params_problems, stack_problems
+from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
 from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
-from lab.units import ByteSize, Duration, format_size
+from lab.units import ArrivalRate, ByteSize, Duration, format_size
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -275,12 +276,54 @@ class Endpoint(_Strict):
 
 
 class LoadSpec(_Strict):
-    users: int = Field(ge=1, le=1000)
-    spawn_rate: float = Field(ge=0.1, le=1000)
+    """How the load arrives: closed loop (`users` + `wait`: each user waits for its answer
+    before its next request) or an open model (`rate`: arrivals on a schedule, whatever
+    the service does, up to `max_in_flight`; see lab.load.arrivals). Exactly one of
+    `users` or `rate`."""
+
+    users: int | None = Field(None, ge=1, le=1000, description="closed loop: Locust users")
+    spawn_rate: float | None = Field(None, ge=0.1, le=1000, description="users started per second")
+    rate: ArrivalRate | None = Field(None, description="open model: arrivals per second ('200/s')")
+    arrivals: Literal["poisson", "even"] = Field(
+        "poisson", description="open model: Poisson (seeded by the scenario's seed) or even")
+    max_in_flight: int = Field(
+        DEFAULT_MAX_IN_FLIGHT, ge=1, le=10000,
+        description="open model: the cap on requests in flight; an arrival beyond it is dropped")
     duration: Duration = Field(description="load window length")
     client_timeout: Duration = 5.0
     wait: Duration = Field(0.0, description="think time between a user's requests")
     endpoints: list[Endpoint] = Field(min_length=1)
+
+    @property
+    def open_model(self) -> bool:
+        return self.rate is not None
+
+    @model_validator(mode="after")
+    def _one_model(self) -> LoadSpec:
+        given = self.model_fields_set
+        if self.users is not None and self.rate is not None:
+            raise ValueError(
+                "give either 'users' (closed loop: each user waits for its answer) or 'rate' "
+                "(open model: arrivals per second, whatever the service does), not both")
+        if self.users is None and self.rate is None:
+            raise ValueError(
+                "expected 'users' (closed loop, with 'spawn_rate') or 'rate' (open model, "
+                "e.g. 'rate: 200/s')")
+        if self.users is not None:
+            if self.spawn_rate is None:
+                raise ValueError("'spawn_rate' is required with 'users' (users started per "
+                                 "second)")
+            for name in ("arrivals", "max_in_flight"):
+                if name in given:
+                    raise ValueError(f"'{name}' belongs to the open model ('rate'); closed-loop "
+                                     "'users' take 'spawn_rate' and 'wait'")
+        else:
+            for name, why in (("spawn_rate", "there are no users to start"),
+                              ("wait", "arrivals do not wait for earlier answers")):
+                if name in given:
+                    raise ValueError(f"'{name}' belongs to closed-loop 'users'; with 'rate' "
+                                     f"{why}")
+        return self
 
     @field_validator("duration")
     @classmethod

@@ -63,3 +63,22 @@ def format_size(size: int) -> str:
 
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
+
+_RATE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m)\s*")
+RATE_EXAMPLES = "'200/s' (arrivals per second) or '600/m' (per minute)"
+
+
+def parse_rate(value: Any) -> float:
+    """'200/s' or '600/m' → arrivals per second. A bare number is refused: a rate without
+    its unit leaves a reader guessing per what."""
+    if isinstance(value, str) and (m := _RATE_RE.fullmatch(value)):
+        per_second = float(m.group(1)) / (60.0 if m.group(2) == "m" else 1.0)
+    else:
+        raise ValueError(f"expected an arrival rate like {RATE_EXAMPLES}, got {value!r}")
+    if not per_second > 0:
+        raise ValueError(f"expected an arrival rate above 0, got {value!r}: an open model "
+                         "with no arrivals sends nothing")
+    return per_second
+
+
+ArrivalRate = Annotated[float, BeforeValidator(parse_rate)]

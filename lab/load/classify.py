@@ -93,9 +93,11 @@ RESPONSE_CLASSES = (
 
 
 def response_class(status: int | None, outcome: str, body_kind: str) -> str:
-    """Fold status, outcome and body kind into one of RESPONSE_CLASSES."""
-    if outcome == "timeout":
-        return "timeout"
+    """Fold status, outcome and body kind into one of RESPONSE_CLASSES — or `dropped`, an
+    arrival the open model's load generator never sent (no answer, and not the service's:
+    it is in none of the classes, and no status selector matches it)."""
+    if outcome in ("timeout", "dropped"):
+        return outcome
     if outcome != "response" or status is None:
         return "error"
     if 200 <= status < 300:

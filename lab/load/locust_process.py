@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from lab.errors import LoadError
+from lab.load.arrivals import OpenLoad
 from lab.processes import ManagedProcess
 from lab.scenario import LoadSpec
 
@@ -16,10 +17,17 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
 def locust_argv(spec: LoadSpec, host: str, locustfile: str) -> list[str]:
-    """Locust's command line for one load run (after `python -m locust`)."""
+    """Locust's command line for one load run (after `python -m locust`).
+
+    The open model runs one Locust user, which fires every arrival on its schedule (one
+    greenlet per request); closed loop runs `users` of them."""
+    if spec.rate is not None:
+        users, spawn_rate = "1", "1"
+    else:
+        users, spawn_rate = str(spec.users), str(spec.spawn_rate)
     return [
         "-f", locustfile, "--headless", "--host", host,
-        "-u", str(spec.users), "-r", str(spec.spawn_rate),
+        "-u", users, "-r", spawn_rate,
         "--run-time", f"{round(spec.duration)}s",
         "--stop-timeout", "0",
         # Expected 5xx must not make Locust report failure; we judge the log ourselves.
@@ -30,13 +38,15 @@ def locust_argv(spec: LoadSpec, host: str, locustfile: str) -> list[str]:
 
 def locust_env(spec: LoadSpec, *, carts: int, seed: int, request_log: str) -> dict[str, str]:
     """What the locustfile reads: the load spec and where to log each request."""
-    load_spec = {
+    load_spec: dict[str, object] = {
         "endpoints": [e.model_dump() for e in spec.endpoints],
         "client_timeout": spec.client_timeout,
         "wait": spec.wait,
         "carts": carts,
         "seed": seed,
     }
+    if spec.rate is not None:  # the open model: the locustfile runs lab.load.open_model
+        load_spec["open"] = OpenLoad(spec.rate, spec.arrivals, spec.max_in_flight).to_json()
     return {"CHAOSLAB_LOAD_SPEC": json.dumps(load_spec), "CHAOSLAB_REQUEST_LOG": request_log}
 
 

@@ -130,3 +130,12 @@ _KINDS = {"checkout": Shopper.checkout, "health": Shopper.health, "catalog": Sho
 Shopper.tasks = {  # type: ignore[assignment]
     _KINDS[e["request"]]: int(e.get("weight", 1)) for e in SPEC.get("endpoints", [])
 } or {Shopper.checkout: 1}
+
+# The open model (a scenario's `rate:`): one user fires every arrival on a schedule
+# (lab/load/open_model.py), and the closed-loop Shopper above is not run. Closed-loop
+# runs never import it.
+if "open" in SPEC:
+    from lab.load.open_model import open_model_user
+
+    Shopper.abstract = True
+    OpenArrivals = open_model_user(SPEC, _KINDS, _LOG)

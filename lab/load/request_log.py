@@ -7,6 +7,7 @@ Locust has no per-status counts over time, so every request is logged by our own
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ class RequestRecord:
     start: float  # epoch seconds when the request was sent
     latency_ms: float
     status: int | None  # None when there was no response
-    outcome: str  # response | timeout | error
+    outcome: str  # response | timeout | error | dropped (the open model's cap was full)
     retry_after: bool
     body_kind: str  # ok | lying_200 | fallback | problem | plain | none
     request: str  # endpoint kind, e.g. "checkout"
@@ -27,14 +28,21 @@ class RequestRecord:
     error: str | None = None  # why no usable answer: ConnectionResetError, BodyUnreadable…
 
     @property
+    def dropped(self) -> bool:
+        """An arrival the open model's load generator did not send (its cap on requests in
+        flight was full): the generator's, not an answer of the service."""
+        return self.outcome == "dropped"
+
+    @property
     def cls(self) -> str:
         return response_class(self.status, self.outcome, self.body_kind)
 
     @property
     def status_key(self) -> str:
-        """Status code as a string, or 'timeout'/'error' when there was no response."""
-        if self.outcome == "timeout":
-            return "timeout"
+        """Status code as a string, or 'timeout'/'error' when there was no response
+        ('dropped' for an arrival that was never sent)."""
+        if self.outcome in ("timeout", "dropped"):
+            return self.outcome
         if self.status is None or self.outcome != "response":
             return "error"
         return str(self.status)
@@ -88,3 +96,9 @@ class RequestLogReader:
 
 def read_request_log(path: Path) -> list[RequestRecord]:
     return RequestLogReader(path).read_new()
+
+
+def answers(records: Iterable[RequestRecord]) -> list[RequestRecord]:
+    """The requests that were sent (every record but the open model's drops): what status
+    totals, shares, latencies and verdicts are computed over."""
+    return [r for r in records if not r.dropped]

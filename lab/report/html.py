@@ -19,6 +19,7 @@ from lab.alerts import evaluate_alerts
 from lab.load.classify import RESPONSE_CLASSES
 from lab.report.charts import CLASS_COLOURS, CLASS_LABELS, timeline_svg
 from lab.report.stability import stability_html
+from lab.report.table import load_lines
 
 _INTERESTING_METRIC = re.compile(r".*(pool|breaker|disk|recompute|dependency|unhandled|charges).*")
 
@@ -189,6 +190,9 @@ def _alerts(variant: dict[str, Any]) -> str:
 def _variant(variant: dict[str, Any]) -> str:
     anchor = f'v-{variant["scenario"]}-{variant["name"]}'
     config = ", ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in variant["config"].items())
+    # An open-model load that dropped arrivals or fell behind its target says so here.
+    load = "".join(f'<p class="load">{_e(line)}</p>'
+                   for line in load_lines(variant.get("load", {})))
     layers = ""
     if variant["name"] == "baseline":
         layers = "<h4>The three layers of the incident</h4>" + _layers(variant)
@@ -196,7 +200,7 @@ def _variant(variant: dict[str, Any]) -> str:
         f'<article class="variant" id="{_e(anchor)}" data-variant="{_e(variant["name"])}">'
         f'<h3>{_e(variant["name"])} {_verdict(variant["passed"])}</h3>'
         f'<p>{_e(variant["description"])}</p><p class="muted">config: {config or "-"}</p>'
-        f"{layers}"
+        f"{load}{layers}"
         f'<figure class="timeline-chart">{timeline_svg(variant)}'
         f"<figcaption class=\"muted\">Per second: responses by class (fault window shaded), "
         f"client latency, and the service's own series.</figcaption></figure>"

@@ -3,7 +3,10 @@ expectation's verdict with the measured figure. Returns text; the CLI prints it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lab.ledger import inconsistencies
+from lab.load.arrivals import BEHIND_SHARE
 from lab.results import RunResults, VariantResult, WindowSummary
 
 _COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "502", "503 (Retry-After)", "504",
@@ -25,6 +28,29 @@ def _mix(w: WindowSummary) -> list[str]:
         "-" if w.p50_ms is None else f"{w.p50_ms:.0f}",
         "-" if w.p99_ms is None else f"{w.p99_ms:.0f}",
     ]
+
+
+def load_lines(load: dict[str, Any]) -> list[str]:
+    """What the variant's output says about an open-model load: drops at the cap, and
+    when the generator fell behind its target (then the service saw less than asked)."""
+    if load.get("model") != "open":
+        return []
+    lines = []
+    if load.get("dropped"):
+        lines.append(
+            f"load: {load['dropped']} arrivals dropped at max_in_flight ({load['max_in_flight']}) "
+            "— the generator's, not the service's; counted per window as `dropped`, never as "
+            "answers")
+    if load.get("behind_target"):
+        seconds = load["behind_seconds"]
+        shown = ", ".join(str(t) for t in seconds[:10]) + (" …" if len(seconds) > 10 else "")
+        achieved = load.get("achieved_rate_per_s")
+        lines.append(
+            f"LOAD GENERATOR BEHIND TARGET: {len(seconds)} s below {BEHIND_SHARE:.0%} of the "
+            f"arrivals scheduled (second {shown}); achieved "
+            f"{'-' if achieved is None else f'{achieved:g}'}/s against "
+            f"{load['rate_per_s']:g}/s — the service saw less load than the scenario asks")
+    return lines
 
 
 def _grid(rows: list[list[str]]) -> str:
@@ -58,6 +84,7 @@ def render_table(results: RunResults) -> str:
             for e in v.expectations:
                 mark = "ok  " if e.passed else "FAIL"
                 out.append(f"  {mark} {e.text}: {e.measured}")
+            out.extend(f"  {line}" for line in load_lines(v.load))
             lying = sum(w.by_class.get("lying_200", 0) for w in v.windows.values())
             if lying:
                 out.append(f"  LYING 200s: {lying} responses said 200 but their body reported a "
