@@ -6,6 +6,7 @@ makes its point is asserted here too, so a change that empties the proof fails."
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ Variants = dict[str, dict[str, Any]]
 
 
 def _run(scenario: str, names: list[str], tmp: Path) -> Variants:
-    runs_root = tmp / "runs"
+    # Not under pytest's tmp_path (0700): the unprivileged Postgres user must traverse it.
+    runs_root = Path(f"/tmp/chaoslab-test-{secrets.token_hex(4)}")
     out = tmp / "results.json"
     args = ["run", scenario, "--json", str(out), "--quiet"]
     for name in names:
