@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.errors import ScenarioError
 from lab.scenario import Expectation, find_scenario, load_scenario_file
 from lab.units import format_size, parse_size
+from tests.unit.scenario_docs import load, problems_of
 
 BASE: dict[str, Any] = {
     "name": "demo",
@@ -40,16 +40,6 @@ def doc(**changes: Any) -> dict[str, Any]:
     return d
 
 
-def load(tmp_path: Path, d: dict[str, Any]) -> Any:
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(d))
-    return load_scenario_file(path)
-
-
-def problems(tmp_path: Path, d: dict[str, Any]) -> list[str]:
-    with pytest.raises(ScenarioError) as info:
-        load(tmp_path, d)
-    return info.value.problems
 
 
 def test_data_volume_and_catalog_endpoint_load(tmp_path: Path) -> None:
@@ -69,16 +59,16 @@ def test_data_volume_and_catalog_endpoint_load(tmp_path: Path) -> None:
     (True, "stack.data_volume.size: expected a size like '8MiB', '512KiB' or a number of bytes"),
 ])
 def test_data_volume_size_is_validated(tmp_path: Path, size: Any, message: str) -> None:
-    assert problems(tmp_path, doc(stack__data_volume__size=size)) == [message]
+    assert problems_of(tmp_path, doc(stack__data_volume__size=size)) == [message]
 
 
 def test_data_volume_rejects_unknown_fields(tmp_path: Path) -> None:
-    [problem] = problems(tmp_path, doc(stack__data_volume={"size": "8MiB", "fs": "ext4"}))
+    [problem] = problems_of(tmp_path, doc(stack__data_volume={"size": "8MiB", "fs": "ext4"}))
     assert problem.startswith("stack.data_volume.fs: unknown field")
 
 
 def test_disk_fill_needs_a_data_volume(tmp_path: Path) -> None:
-    assert problems(tmp_path, doc(stack__data_volume=None)) == [
+    assert problems_of(tmp_path, doc(stack__data_volume=None)) == [
         "stack.data_volume: fault 'disk-fill' needs a size-limited filesystem to act on; "
         "add e.g. `data_volume: {size: 8MiB}` under stack"
     ]
@@ -87,7 +77,7 @@ def test_disk_fill_needs_a_data_volume(tmp_path: Path) -> None:
 def test_data_dir_is_the_labs_to_set(tmp_path: Path) -> None:
     d = doc(stack__config={"DATA_DIR": "/var/lib/x"})
     d["variants"]["baseline"]["config"] = {"DATA_DIR": "/elsewhere"}
-    assert problems(tmp_path, d) == [
+    assert problems_of(tmp_path, d) == [
         "stack.config.DATA_DIR: set by stack.data_volume (the lab mounts the volume and "
         "points DATA_DIR at it); remove it",
         "variants.baseline.config.DATA_DIR: set by stack.data_volume (the lab mounts the "
@@ -96,10 +86,10 @@ def test_data_dir_is_the_labs_to_set(tmp_path: Path) -> None:
 
 
 def test_disk_fill_params(tmp_path: Path) -> None:
-    [problem] = problems(tmp_path, doc(fault__params={"leave_free": "lots"}))
+    [problem] = problems_of(tmp_path, doc(fault__params={"leave_free": "lots"}))
     assert problem == ("fault.params.leave_free: expected a size like '8MiB', '512KiB' or "
                        "a number of bytes, got 'lots'")
-    [problem] = problems(tmp_path, doc(fault__params={"ballast": "1MiB"}))
+    [problem] = problems_of(tmp_path, doc(fault__params={"ballast": "1MiB"}))
     assert problem == ("fault.params.ballast: unknown parameter for fault 'disk-fill' "
                        "(known: leave_free)")
 
@@ -109,15 +99,15 @@ def test_hot_key_expiry_params(tmp_path: Path) -> None:
             fault__params={"expires_in": "3s"})
     assert load(tmp_path, d).fault.params == {"expires_in": "3s"}
     d["variants"]["baseline"]["fault"] = {"expires_in": "soon"}
-    [problem] = problems(tmp_path, d)
+    [problem] = problems_of(tmp_path, d)
     assert problem.startswith("variants.baseline.fault.expires_in: expected a duration")
     d["variants"]["baseline"]["fault"] = {"key": ""}
-    [problem] = problems(tmp_path, d)
+    [problem] = problems_of(tmp_path, d)
     assert problem.startswith("variants.baseline.fault.key: String should have at least 1")
 
 
 def test_unknown_request_kind_lists_the_known_ones(tmp_path: Path) -> None:
-    [problem] = problems(tmp_path, doc(load__endpoints=[{"request": "search"}]))
+    [problem] = problems_of(tmp_path, doc(load__endpoints=[{"request": "search"}]))
     assert problem == ("load.endpoints.0.request: expected 'checkout', 'health' or "
                        "'catalog', got 'search'")
 

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from lab.errors import ScenarioError
 from lab.expect import HONEST_TEXT, evaluate, judge
 from lab.load.arrivals import (
     InFlightCap,
@@ -37,6 +35,7 @@ from lab.load.request_log import RequestLogReader, RequestRecord, answers
 from lab.report.table import load_lines
 from lab.results import ArrivalAccount, Windows, WindowSummary, load_summary, timeline
 from lab.scenario import LoadSpec, Variant, load_scenario_file, scenario_paths
+from tests.unit.scenario_docs import problems_if_any
 
 # ---------------------------------------------------------------- the arrival schedule
 
@@ -210,13 +209,7 @@ BASE: dict[str, Any] = {
 def problems(tmp_path: Path, **load: Any) -> list[str]:
     doc = json.loads(json.dumps(BASE))
     doc["load"].update(load)
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    try:
-        load_scenario_file(path)
-    except ScenarioError as exc:
-        return exc.problems
-    return []
+    return problems_if_any(tmp_path, doc)
 
 
 def spec(**load: Any) -> LoadSpec:

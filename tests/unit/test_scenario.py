@@ -10,6 +10,7 @@ import yaml
 
 from lab.errors import ScenarioError
 from lab.scenario import load_scenario_file, scenario_paths
+from tests.unit.scenario_docs import problems_of, write
 
 MINIMAL: dict[str, Any] = {
     "name": "demo",
@@ -22,18 +23,6 @@ MINIMAL: dict[str, Any] = {
 }
 
 
-def write(tmp_path: Path, doc: dict[str, Any] | str, name: str = "demo") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
-    return path
-
-
-def problems_of(tmp_path: Path, doc: dict[str, Any] | str) -> list[str]:
-    path = write(tmp_path, doc)
-    with pytest.raises(ScenarioError) as info:
-        load_scenario_file(path)
-    assert str(path) in str(info.value)  # the file is always named
-    return info.value.problems
 
 
 def with_changes(**changes: Any) -> dict[str, Any]:

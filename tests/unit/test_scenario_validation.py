@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from lab.cli import main
-from lab.errors import ScenarioError
 from lab.scenario import load_scenario_file, scenario_paths
+from tests.unit.scenario_docs import problems_of, write
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,18 +37,6 @@ DOC: dict[str, Any] = {
 }
 
 
-def write(tmp_path: Path, doc: dict[str, Any] | str) -> Path:
-    path = tmp_path / "demo.yaml"
-    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def problems_of(tmp_path: Path, doc: dict[str, Any] | str) -> list[str]:
-    path = write(tmp_path, doc)
-    with pytest.raises(ScenarioError) as info:
-        load_scenario_file(path)
-    assert info.value.path == str(path)
-    return info.value.problems
 
 
 def with_config(where: str, **config: Any) -> dict[str, Any]:

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from lab.errors import ScenarioError
-from lab.scenario import load_scenario_file
 from lab.services.checkout.config import CheckoutConfig, ConfigError
 from lab.services.checkout.switches import SWITCHES, USER_SWITCHES, Switch
+from tests.unit.scenario_docs import problems_if_any
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SERVICE_ENV = {"CHECKOUT_PORT": "8080", "DATABASE_URL": "postgresql://lab@127.0.0.1:5432/shop"}
@@ -46,13 +44,7 @@ def loader_problems(tmp_path: Path, config: dict[str, str]) -> list[str]:
                      "mitigation": {"config": config,
                                     "expect": [{"window": "fault", "status": 500, "count": 0}]}},
     }
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    try:
-        load_scenario_file(path)
-    except ScenarioError as exc:
-        return exc.problems
-    return []
+    return problems_if_any(tmp_path, doc)
 
 
 def test_every_user_switch_has_bad_values_to_try() -> None:
