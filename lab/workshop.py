@@ -27,7 +27,7 @@ from typing import Any
 
 from lab.errors import FaultError, LabError
 from lab.processes import is_alive
-from lab.runs import runs_root
+from lab.workshop_files import log_path, state_path
 
 #: How long `lab inject` / `lab revert` wait for the holder to inject or revert.
 HOLDER_TIMEOUT_S = 90.0
@@ -62,14 +62,6 @@ class Injection:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str))
         tmp.replace(self.path)
-
-
-def state_path(project: str) -> Path:
-    return runs_root() / f"workshop-{project}.json"
-
-
-def log_path(project: str) -> Path:
-    return runs_root() / f"workshop-{project}.log"
 
 
 def load_state(project: str) -> Injection | None:

@@ -42,6 +42,7 @@ from lab.images import engine
 from lab.postgres import DATABASE, SUPERUSER
 from lab.processes import REPO_ROOT
 from lab.scenario import Scenario
+from lab.workshop_files import held_projects
 
 COMPOSE_DIR = REPO_ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "docker-compose.yml"
@@ -217,8 +218,6 @@ def _size(tmpfs_options: str) -> int | None:
 def resolve_project(project: str | None, must_run: bool = True) -> str:
     """The compose project to act on: the one named, or the only one running the lab's
     router (or, when it need not run, the only one with a workshop state file)."""
-    from lab.workshop import state_path
-
     try:
         running = projects(engine())
     except BackendError:
@@ -232,10 +231,7 @@ def resolve_project(project: str | None, must_run: bool = True) -> str:
         return project
     candidates = running
     if not must_run:
-        root = state_path("x").parent
-        held = sorted(p.name[len("workshop-"):-len(".json")]
-                      for p in root.glob("workshop-*.json"))
-        candidates = held or running
+        candidates = held_projects() or running
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
