@@ -253,8 +253,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _docker_cleanup(include_active: bool) -> int:
     """Docker objects of dead runs; silent when there is no engine (nothing to clean)."""
-    from lab.backends.docker import leftover_runs, remove_run_objects
-    from lab.images import engine
+    from lab.backends.docker import engine, leftover_runs, remove_run_objects
 
     try:
         client = engine()
@@ -268,7 +267,8 @@ def _docker_cleanup(include_active: bool) -> int:
 
 
 def cmd_images(_: argparse.Namespace) -> int:
-    from lab.images import IMAGES, build_images, engine
+    from lab.backends.docker import engine
+    from lab.images import IMAGES, build_images
 
     def progress(msg: str) -> None:
         print(f"images: {msg}", file=sys.stderr, flush=True)

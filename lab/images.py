@@ -45,21 +45,6 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def engine() -> Any:
-    """A client for the local engine, or a BackendError saying how to get one."""
-    import docker  # the SDK; imported late so the local backend never needs an engine
-
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:
-        raise BackendError(
-            "no Docker engine answers (is dockerd running? `make docker-engine` installs "
-            f"and starts one as root): {exc}"
-        ) from None
-    return client
-
-
 def check_images(client: Any) -> None:
     """Every image exists and was built from the current sources."""
     import docker

@@ -20,15 +20,15 @@ import yaml
 
 from lab.backends import haproxy
 from lab.backends.base import RouterSettings, ServiceInstance, Stack, StackRequest
-from lab.backends.docker import (
+from lab.backends.docker.handle import Checkout, DockerStackHandle
+from lab.backends.docker.sdk import engine
+from lab.backends.docker.specs import (
     CHECKOUT_PORT,
     DATA_MOUNT,
     HAPROXY_CFG,
     PAYMENTS_PORT,
     PROXY_ADMIN_PORT,
-    Checkout,
     ContainerSpec,
-    DockerStackHandle,
     checkout_spec,
     migrate_spec,
     payment_wiring,
@@ -38,7 +38,6 @@ from lab.backends.docker import (
     router_spec,
 )
 from lab.errors import BackendError
-from lab.images import engine
 from lab.postgres import DATABASE, SUPERUSER
 from lab.processes import REPO_ROOT
 from lab.scenario import Scenario
@@ -263,35 +262,31 @@ def attach(project: str | None = None) -> DockerStackHandle:
     proxy_admin = f"http://127.0.0.1:{_host_port(by_service['proxy'][0], PROXY_ADMIN_PORT)}"
     labels = {k: v for k, v in checkouts[0].labels.items()
               if k in (PROJECT_LABEL, SERVICE_LABEL) or k.startswith("com.docker.compose.")}
-    handle = DockerStackHandle(
-        Stack(backend="docker-compose", run_id=f"workshop-{project}",
-              entry_url=f"http://127.0.0.1:{_host_port(router, haproxy.TRAFFIC_PORT)}",
-              db_dsn=f"postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/{DATABASE}",
-              instances=[], work_dir=""),
-        client, network, labels, prefix=f"{project}-lab-",
-        checkout_env={k: v for k, v in first_env.items()
-                      if k not in WIRING or k.startswith("PAYMENT_")},
-        dsn=first_env["DATABASE_URL"], data_volume_bytes=size, number_label=NUMBER_LABEL,
-        proxy_admin=proxy_admin, router_container=router,
-    )
-    handle.router_check = _router_check(router)
+    found: dict[str, Checkout] = {}
     for container in checkouts:
         name = _env(container).get("CHECKOUT_INSTANCE", container.name)
         port = _host_port(container, CHECKOUT_PORT)
-        handle.checkouts[name] = Checkout(
-            name, container, ServiceInstance(name, f"http://127.0.0.1:{port}"))
-    handle.next_number = max(int(c.labels.get(NUMBER_LABEL, 0)) for c in checkouts) + 1
-    handle.stack.instances = [c.instance for c in handle.checkouts.values()]
-    handle.stack.services = [
-        ServiceInstance("router", "http://127.0.0.1:"
-                        f"{_host_port(router, haproxy.ADMIN_PORT)}", "router"),
-        ServiceInstance("proxy", proxy_admin, "proxy"),
-        ServiceInstance("payments", "http://127.0.0.1:"
-                        f"{_host_port(by_service['payments'][0], PAYMENTS_PORT)}", "payments"),
-    ]
-    if size is not None:
-        handle.stack.data_volumes = [handle.attached_volume(n) for n in handle.checkouts]
-    return handle
+        found[name] = Checkout(name, container, ServiceInstance(name, f"http://127.0.0.1:{port}"))
+    stack = Stack(
+        backend="docker-compose", run_id=f"workshop-{project}",
+        entry_url=f"http://127.0.0.1:{_host_port(router, haproxy.TRAFFIC_PORT)}",
+        db_dsn=f"postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/{DATABASE}",
+        instances=[c.instance for c in found.values()], work_dir="",
+        services=[
+            ServiceInstance("router", "http://127.0.0.1:"
+                            f"{_host_port(router, haproxy.ADMIN_PORT)}", "router"),
+            ServiceInstance("proxy", proxy_admin, "proxy"),
+            ServiceInstance("payments", "http://127.0.0.1:"
+                            f"{_host_port(by_service['payments'][0], PAYMENTS_PORT)}",
+                            "payments"),
+        ])
+    return DockerStackHandle.adopt(
+        stack, client, network, labels, prefix=f"{project}-lab-",
+        checkouts=list(found.values()), router_container=router,
+        router_check=_router_check(router), proxy_admin=proxy_admin,
+        checkout_env={k: v for k, v in first_env.items()
+                      if k not in WIRING or k.startswith("PAYMENT_")},
+        dsn=first_env["DATABASE_URL"], data_volume_bytes=size, number_label=NUMBER_LABEL)
 
 
 def _router_check(router: Any) -> str:

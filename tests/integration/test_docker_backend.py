@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from lab.images import check_images, engine
+    from lab.backends.docker import engine
+    from lab.images import check_images
 
     try:
         client = engine()

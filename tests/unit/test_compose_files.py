@@ -17,7 +17,7 @@ import yaml
 from lab.backends import haproxy
 from lab.backends.base import RouterSettings
 from lab.backends.compose import API_KEY, BASE_FILE, COMPOSE_DIR, DSN, rendered_files
-from lab.backends.docker import (
+from lab.backends.docker.specs import (
     ContainerSpec,
     checkout_spec,
     migrate_spec,
