@@ -1,7 +1,8 @@
 """One error hierarchy for the lab.
 
 The CLI maps each family to an exit code, so library code raises and never exits:
-ScenarioError → 2 (bad input), BackendError → 3 (stack could not start),
+ScenarioError → 2 (bad input), BackendError → 3 (stack could not start; a failed
+one-shot command is a CommandFailed, one of them),
 ExpectationFailed → 1. Everything else that is a LabError is reported without a
 traceback; anything that is not a LabError is a bug and keeps its traceback.
 """
@@ -28,6 +29,22 @@ class ScenarioError(LabError):
 
 class BackendError(LabError):
     """The stack (Postgres, services, load generator) could not be started or reached."""
+
+
+class CommandFailed(BackendError):
+    """A one-shot command the lab needed (lab.commands) could not run, timed out, or exited
+    non-zero. Carries the command, its exit code (None when it never finished) and the
+    tail of its stderr."""
+
+    def __init__(self, what: str, argv: list[str], returncode: int | None, stderr: str,
+                 reason: str = "") -> None:
+        self.what, self.argv, self.returncode = what, argv, returncode
+        self.stderr, self.reason = stderr, reason
+        if returncode is None:
+            message = f"{what} could not run: {reason}"
+        else:
+            message = f"{what} failed ({returncode})" + (f":\n{stderr}" if stderr else "")
+        super().__init__(message)
 
 
 class FaultError(LabError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab import commands
 from lab.errors import BackendError
 from lab.processes import REPO_ROOT
 
@@ -86,10 +86,7 @@ def _wheels(context: Path, progress: Callable[[str], None]) -> None:
 
 
 def _pip(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise BackendError(f"pip {args[0]} failed:\n{proc.stderr[-2000:]}")
+    commands.run([sys.executable, "-m", "pip", *args], what=f"pip {args[0]}")
 
 
 def build_images(client: Any, progress: Callable[[str], None]) -> dict[str, float]:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from lab import commands
+from lab.errors import BackendError, CommandFailed
 
 #: Every lab tmpfs is mounted with a source name starting so: any /proc/*/mountinfo shows it.
 SOURCE_PREFIX = "chaoslab-"
@@ -53,16 +55,17 @@ def unsupported_reason() -> str | None:
     with tempfile.TemporaryDirectory(prefix="chaoslab-probe-") as directory:
         argv = wrap_argv(["true"], directory, PROBE_SIZE, f"{SOURCE_PREFIX}probe")
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"no size-limited filesystem: cannot run unshare ({exc})"
-    if done.returncode != 0:
-        how = " ".join(unshare_flags())
-        detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-        return (
-            f"no size-limited filesystem: `unshare {how}` + `mount -t tmpfs` is not allowed "
-            f"here ({detail}); it needs root or unprivileged user namespaces"
-        )
+            commands.run(argv, what="unshare", timeout=10)
+        except CommandFailed as failed:
+            if failed.returncode is None:
+                return f"no size-limited filesystem: cannot run unshare ({failed.reason})"
+            how = " ".join(unshare_flags())
+            stderr = failed.stderr.strip()
+            detail = stderr.splitlines()[-1] if stderr else "failed"
+            return (
+                f"no size-limited filesystem: `unshare {how}` + `mount -t tmpfs` is not "
+                f"allowed here ({detail}); it needs root or unprivileged user namespaces"
+            )
     return None
 
 
@@ -105,8 +108,6 @@ def tagged_mounts(source: str) -> Iterator[tuple[int, str]]:
 
 def check_size(path: str, size: int, instance: str) -> None:
     """The filesystem at `path` holds `size` bytes (tmpfs rounds up to whole pages)."""
-    from lab.errors import BackendError
-
     st = os.statvfs(path)
     page = os.sysconf("SC_PAGE_SIZE")
     if st.f_blocks * st.f_frsize != -(-size // page) * page:
