@@ -13,6 +13,7 @@ import pytest
 
 from lab.backends import compose
 from lab.backends.docker.backend import off_loop
+from lab.postgres import DATABASE
 
 PROJECT = "shop"
 
@@ -67,7 +68,7 @@ def test_attach_builds_the_handle_from_the_running_project(
     stack = handle.stack
     assert (stack.backend, stack.run_id) == ("docker-compose", f"workshop-{PROJECT}")
     assert stack.entry_url == "http://127.0.0.1:18080"
-    assert stack.db_dsn.endswith("@127.0.0.1:15432/" + compose.DATABASE)
+    assert stack.db_dsn.endswith(f"@127.0.0.1:15432/{DATABASE}")
     assert [(i.name, i.base_url) for i in stack.instances] == [
         ("checkout-1", "http://127.0.0.1:20001"), ("checkout-2", "http://127.0.0.1:20003")]
     assert [(s.service, s.base_url) for s in stack.services] == [
