@@ -186,16 +186,16 @@ class ArrivalAccount:
         seconds = len(buckets)
         first = min((r.start for r in records), default=None)
         started = (None if first is None else
-                   schedule_start(first - windows.load_start, spec.rate, spec.arrivals, seed))
+                   schedule_start(first - windows.load_start, spec.rate_per_s, spec.arrivals, seed))
         # No arrival at all: the schedule is taken to have begun with the window, so
         # every judged second shows as behind.
-        scheduled = scheduled_per_second(spec.rate, spec.arrivals, seed,
+        scheduled = scheduled_per_second(spec.rate_per_s, spec.arrivals, seed,
                                          0.0 if started is None else started, seconds)
         achieved = [len(b) for b in buckets]
         judged = min(seconds, max(0, math.floor(
             windows.load_end - windows.load_start - spec.client_timeout)))
         return cls(
-            rate=spec.rate, kind=spec.arrivals, max_in_flight=spec.max_in_flight,
+            rate=spec.rate_per_s, kind=spec.arrivals, max_in_flight=spec.max_in_flight,
             started_s=None if started is None else round(started, 3),
             scheduled=scheduled, achieved=achieved,
             dropped=[sum(1 for r in b if r.dropped) for b in buckets],
@@ -349,6 +349,10 @@ class VariantResult:
     #: How the load was generated (closed loop or open model) and, for the open model,
     #: the arrivals achieved against the target (see `load_summary`).
     load: dict[str, Any] = field(default_factory=dict)
+    #: A `physics` scenario's load as sized on this machine (lab.physics.Calibration).
+    calibration: dict[str, Any] | None = None
+    #: A `physics` scenario's mechanism as measured in the fault window (lab.physics).
+    mechanism: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -372,6 +376,8 @@ class VariantResult:
             "timing": self.timing,
             "ledger": self.ledger,
             "load": self.load,
+            "calibration": self.calibration,
+            "mechanism": self.mechanism,
         }
 
 

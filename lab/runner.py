@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.backends.base import Backend, RouterSettings, StackRequest
+from lab.calibrate import calibrate
 from lab.expect import judge
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
 from lab.ledger import collect_ledger
+from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
 from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
+from lab.physics import Calibration, mechanism, why_not
 from lab.results import (
     ArrivalAccount,
     ExpectationResult,
@@ -33,8 +36,9 @@ from lab.results import (
     timeline,
 )
 from lab.runs import new_run_id
-from lab.sampler import Sampler
-from lab.scenario import Scenario
+from lab.sampler import Sample, Sampler
+from lab.scenario import LoadSpec, Scenario
+from lab.services.checkout.switches import read_switches
 
 # How long Locust may take to wind down after its run time before it is stopped.
 LOAD_STOP_GRACE_S = 5.0
@@ -116,10 +120,12 @@ async def run_variant(
     report("starting")
     began = time.monotonic()
     request = stack_request(scenario, variant, run_id)
-    load_spec = scenario.load
     fault_params = scenario.variant_fault_params(variant)
     async with backend.up(request) as handle:
         stack = handle.stack
+        calibration = await _calibrate(scenario, backend.name, stack.db_dsn)
+        load_spec = (scenario.load if calibration is None else
+                     scenario.load.sized(calibration.rate_per_s, calibration.max_in_flight))
         fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed,
                              handle=handle)
         # Re-read every round: a fault may start or retire checkout instances.
@@ -168,6 +174,10 @@ async def run_variant(
                 if load_spec.open_model else None)
     results = judge(variant, spec, records, sampler.samples, windows, ledger)
     results.append(_evidence_verdict(fault))
+    if calibration is not None and calibration.healthy_use is not None:
+        results.append(_headroom_verdict(calibration, calibration.healthy_use))
+    physics = _mechanism(scenario, variant, records, sampler.samples, windows, calibration,
+                         passed=all(r.passed for r in results))
     return VariantResult(
         scenario=scenario.name,
         name=variant,
@@ -190,7 +200,58 @@ async def run_variant(
         },
         ledger=ledger,
         load=load_summary(load_spec, arrivals),
+        calibration=None if calibration is None else calibration.to_json(),
+        mechanism=physics,
     )
+
+
+def _settings(env: dict[str, str]) -> dict[str, object]:
+    return read_switches(env, on_host=False, user_only=True)
+
+
+async def _calibrate(scenario: Scenario, backend: str, dsn: str) -> Calibration | None:
+    """Size a `rate: calibrated` load on this machine (lab.physics, lab.calibrate)."""
+    if scenario.physics is None:
+        return None
+    pool = int(str(_settings(scenario.variant_env("baseline"))["DB_POOL_MAX"]))
+    seed = scenario.stack.seed
+    return await calibrate(
+        dsn, scenario.physics, endpoints=[(e.request, e.weight) for e in scenario.load.endpoints],
+        carts=seed.carts, pool=pool, seed=scenario.seed,
+        default_max_in_flight=_cap(scenario.load),
+        key=(scenario.name, backend, seed.carts, seed.items_per_cart))
+
+
+def _headroom_verdict(calibration: Calibration, use: float) -> ExpectationResult:
+    """A calibrated load must leave the healthy path room, or a mitigation's 'before'
+    would fail for the load, not the fault."""
+    return ExpectationResult(
+        text=(f"[calibration] the healthy path keeps its headroom (modelled pool use before "
+              f"the fault <= {calibration.max_healthy_use:.0%})"),
+        passed=calibration.headroom_ok,
+        measured=f"{use:.1%} at {calibration.rate_per_s:g}/s",
+    )
+
+
+def _cap(load: LoadSpec) -> int:
+    return load.max_in_flight if "max_in_flight" in load.model_fields_set else DEFAULT_MAX_IN_FLIGHT
+
+
+def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
+               samples: list[Sample], windows: Windows, calibration: Calibration | None,
+               *, passed: bool) -> dict[str, object] | None:
+    """The incident's physics as it played out; for a failed baseline (or control), why."""
+    if scenario.physics is None:
+        return None
+    before = [s for s in samples if s.t < windows.fault_start]
+    last_round = max((s.round for s in before), default=None)
+    figures = mechanism(
+        scenario.physics.slow_path, records, samples, (windows.fault_start, windows.fault_end),
+        _settings(scenario.variant_env(variant)),
+        before_samples=[s for s in before if s.round == last_round])
+    if not passed and (variant == "baseline" or scenario.variants[variant].shows_problem):
+        figures["why_not"] = why_not(figures, calibration)
+    return figures
 
 
 async def cancel_and_wait(task: asyncio.Task[None]) -> None:

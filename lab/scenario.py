@@ -30,8 +30,9 @@ from pydantic import (
 from lab.errors import ScenarioError
 from lab.faults.registry import params_problems, stack_problems
 from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
+from lab.physics import SLOW_PATHS, PhysicsSpec
 from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
-from lab.units import ArrivalRate, ByteSize, Duration, format_size
+from lab.units import RATE_EXAMPLES, ByteSize, Duration, format_size, parse_rate
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -275,6 +276,22 @@ class Endpoint(_Strict):
     weight: int = Field(1, ge=1, le=1000)
 
 
+CALIBRATED = "calibrated"
+
+
+def _rate_or_calibrated(value: Any) -> float | str:
+    if value == CALIBRATED:
+        return CALIBRATED
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or 'calibrated' (sized on this machine from the "
+                         "scenario's physics)") from None
+
+
+LoadRate = Annotated[float | str, BeforeValidator(_rate_or_calibrated)]
+
+
 class LoadSpec(_Strict):
     """How the load arrives: closed loop (`users` + `wait`: each user waits for its answer
     before its next request) or an open model (`rate`: arrivals on a schedule, whatever
@@ -283,7 +300,9 @@ class LoadSpec(_Strict):
 
     users: int | None = Field(None, ge=1, le=1000, description="closed loop: Locust users")
     spawn_rate: float | None = Field(None, ge=0.1, le=1000, description="users started per second")
-    rate: ArrivalRate | None = Field(None, description="open model: arrivals per second ('200/s')")
+    rate: LoadRate | None = Field(
+        None, description=f"open model: arrivals per second ({RATE_EXAMPLES}), or "
+        "'calibrated': sized before the load from the scenario's `physics`")
     arrivals: Literal["poisson", "even"] = Field(
         "poisson", description="open model: Poisson (seeded by the scenario's seed) or even")
     max_in_flight: int = Field(
@@ -297,6 +316,21 @@ class LoadSpec(_Strict):
     @property
     def open_model(self) -> bool:
         return self.rate is not None
+
+    @property
+    def calibrated(self) -> bool:
+        """The rate (and the in-flight cap) come from lab.calibrate, before the load."""
+        return self.rate == CALIBRATED
+
+    @property
+    def rate_per_s(self) -> float:
+        """The open model's arrivals per second (after calibration, when calibrated)."""
+        assert isinstance(self.rate, float), f"no numeric arrival rate: {self.rate!r}"
+        return self.rate
+
+    def sized(self, rate_per_s: float, max_in_flight: int) -> LoadSpec:
+        """This load with a calibrated rate and cap filled in."""
+        return self.model_copy(update={"rate": float(rate_per_s), "max_in_flight": max_in_flight})
 
     @model_validator(mode="after")
     def _one_model(self) -> LoadSpec:
@@ -517,6 +551,8 @@ class Scenario(_Strict):
     description: str = Field(min_length=1)
     seed: int = Field(1, description="seeds every random choice, so a run can be repeated")
     stack: StackSpec = Field(default_factory=StackSpec)
+    #: What the incident needs in its own terms; the load is sized from it (lab.physics).
+    physics: PhysicsSpec | None = None
     load: LoadSpec
     fault: FaultSpec
     variants: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")], Variant]
@@ -528,6 +564,20 @@ class Scenario(_Strict):
                 "expected a 'baseline' variant: the incident as it happened, which must "
                 "reproduce the 500s before any mitigation means anything"
             )
+        if self.load.calibrated and self.physics is None:
+            raise ValueError("load.rate is 'calibrated' but the scenario has no 'physics' "
+                             "section to size it from")
+        if self.physics is not None:
+            if not self.load.calibrated:
+                raise ValueError("a scenario with 'physics' sizes its load from it: set "
+                                 "load.rate to 'calibrated'")
+            endpoint = SLOW_PATHS[self.physics.slow_path].endpoint
+            if endpoint not in {e.request for e in self.load.endpoints}:
+                raise ValueError(f"physics.slow_path {self.physics.slow_path!r} runs on "
+                                 f"'{endpoint}' requests, which load.endpoints never sends")
+            if "max_in_flight" in self.load.model_fields_set and self.physics.longest_wait:
+                raise ValueError("give either load.max_in_flight or physics.longest_wait "
+                                 "(which sizes the cap), not both")
         if self.fault.until >= self.load.duration:
             raise ValueError(
                 f"fault.until ({self.fault.until:g}s) must be before the end of the load "
@@ -544,6 +594,13 @@ class Scenario(_Strict):
 
     def variant_fault_params(self, variant: str) -> dict[str, Any]:
         return {**self.fault.params, **self.variants[variant].fault}
+
+    def with_data_scale(self, scale: float) -> Scenario:
+        """This scenario with its data set scaled (carts × scale, at least 1): how the lab
+        stands in for a machine that runs the slow path faster."""
+        carts = max(1, round(self.stack.seed.carts * scale))
+        seed = self.stack.seed.model_copy(update={"carts": carts})
+        return self.model_copy(update={"stack": self.stack.model_copy(update={"seed": seed})})
 
 
 # ---------------------------------------------------------------- loading

@@ -80,5 +80,3 @@ def parse_rate(value: Any) -> float:
                          "with no arrivals sends nothing")
     return per_second
 
-
-ArrivalRate = Annotated[float, BeforeValidator(parse_rate)]

@@ -46,7 +46,7 @@ def locust_env(spec: LoadSpec, *, carts: int, seed: int, request_log: str) -> di
         "seed": seed,
     }
     if spec.rate is not None:  # the open model: the locustfile runs lab.load.open_model
-        load_spec["open"] = OpenLoad(spec.rate, spec.arrivals, spec.max_in_flight).to_json()
+        load_spec["open"] = OpenLoad(spec.rate_per_s, spec.arrivals, spec.max_in_flight).to_json()
     return {"CHAOSLAB_LOAD_SPEC": json.dumps(load_spec), "CHAOSLAB_REQUEST_LOG": request_log}
 
 

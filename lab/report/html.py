@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.alerts import evaluate_alerts
 from lab.load.classify import RESPONSE_CLASSES
+from lab.physics import calibration_text, mechanism_text
 from lab.report.charts import CLASS_COLOURS, CLASS_LABELS, timeline_svg
 from lab.report.stability import stability_html
 from lab.report.table import load_lines
@@ -187,12 +188,28 @@ def _alerts(variant: dict[str, Any]) -> str:
             f'<th>resolved</th></tr>{"".join(rows)}</table>')
 
 
+def _physics(variant: dict[str, Any]) -> str:
+    """How the load was sized on this machine, and the mechanism as it played out."""
+    out = []
+    if variant.get("calibration"):
+        out.append(f'<p class="physics"><b>calibration</b>: '
+                   f'{_e(calibration_text(variant["calibration"]))}</p>')
+    mech = variant.get("mechanism")
+    if mech:
+        out.append(f'<p class="physics"><b>physics</b>: {_e(mechanism_text(mech))}</p>')
+        if mech.get("why_not"):
+            out.append(f'<p class="physics why-not"><b>why it did not reproduce</b>: '
+                       f'{_e(mech["why_not"])}</p>')
+    return "".join(out)
+
+
 def _variant(variant: dict[str, Any]) -> str:
     anchor = f'v-{variant["scenario"]}-{variant["name"]}'
     config = ", ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in variant["config"].items())
     # An open-model load that dropped arrivals or fell behind its target says so here.
     load = "".join(f'<p class="load">{_e(line)}</p>'
                    for line in load_lines(variant.get("load", {})))
+    physics = _physics(variant)
     layers = ""
     if variant["name"] == "baseline":
         layers = "<h4>The three layers of the incident</h4>" + _layers(variant)
@@ -200,7 +217,7 @@ def _variant(variant: dict[str, Any]) -> str:
         f'<article class="variant" id="{_e(anchor)}" data-variant="{_e(variant["name"])}">'
         f'<h3>{_e(variant["name"])} {_verdict(variant["passed"])}</h3>'
         f'<p>{_e(variant["description"])}</p><p class="muted">config: {config or "-"}</p>'
-        f"{load}{layers}"
+        f"{load}{physics}{layers}"
         f'<figure class="timeline-chart">{timeline_svg(variant)}'
         f"<figcaption class=\"muted\">Per second: responses by class (fault window shaded), "
         f"client latency, and the service's own series.</figcaption></figure>"

@@ -7,6 +7,7 @@ from typing import Any
 
 from lab.ledger import inconsistencies
 from lab.load.arrivals import BEHIND_SHARE
+from lab.physics import calibration_text, mechanism_text
 from lab.results import RunResults, VariantResult, WindowSummary
 
 _COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "502", "503 (Retry-After)", "504",
@@ -108,6 +109,12 @@ def render_table(results: RunResults) -> str:
                     f"{name}: " + ", ".join(f"{i} {n}" for i, n in w.by_instance.items())
                     for name, w in v.windows.items())
                 out.append(f"  served by: {served}")
+            if v.calibration:
+                out.append(f"  calibration: {calibration_text(v.calibration)}")
+            if v.mechanism:
+                out.append(f"  physics: {mechanism_text(v.mechanism)}")
+                if v.mechanism.get("why_not"):
+                    out.append(f"  why it did not reproduce: {v.mechanism['why_not']}")
             if v.signatures:
                 top = v.signatures[0]
                 out.append(f"  server log: {sum(s.count for s in v.signatures)} unhandled "

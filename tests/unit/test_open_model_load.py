@@ -285,8 +285,9 @@ def test_bad_open_model_options_are_named(
 
 
 def test_closed_loop_runs_exactly_as_before() -> None:
-    """Every shipped scenario is closed loop: same Locust command line, same spec for the
-    locustfile (no `open` key, so the locustfile never loads the open model)."""
+    """A closed-loop scenario keeps its Locust command line and its spec for the locustfile
+    (no `open` key, so the locustfile never loads the open model); the shipped scenarios
+    that moved to the open model are exactly those sized by their physics."""
     s = spec(users=100, spawn_rate=100, wait="500ms", client_timeout="5s")
     assert locust_argv(s, "http://h", "lf.py") == [
         "-f", "lf.py", "--headless", "--host", "http://h", "-u", "100", "-r", "100.0",
@@ -297,10 +298,17 @@ def test_closed_loop_runs_exactly_as_before() -> None:
         "endpoints": [{"request": "checkout", "weight": 1}], "client_timeout": 5.0,
         "wait": 0.5, "carts": 30000, "seed": 1}), "CHAOSLAB_REQUEST_LOG": "/x"}
     for path in scenario_paths():
-        shipped = load_scenario_file(path).load
+        scenario = load_scenario_file(path)
+        shipped = scenario.load
+        if scenario.physics is not None:
+            assert shipped.open_model and shipped.calibrated, path.name
+            continue
         assert not shipped.open_model, f"{path.name} switched to the open model"
         assert "open" not in json.loads(locust_env(shipped, carts=1, seed=1,
                                                    request_log="-")["CHAOSLAB_LOAD_SPEC"])
+    physics = {load_scenario_file(p).name for p in scenario_paths()
+               if load_scenario_file(p).physics is not None}
+    assert physics == {"pool-exhaustion", "cache-stampede"}
 
 
 def test_the_open_model_runs_one_user_that_fires_every_arrival() -> None:

@@ -1,0 +1,292 @@
+"""Incidents stated by their physics, and sized on the machine that runs them.
+
+Pool exhaustion and the cache stampede happen because arrivals outrun what a slow path
+can serve: arrival rate × service time against the pool, waits against the session TTL
+or the pool's acquire timeout. A scenario tuned by numbers that fit one machine stops
+reproducing on a faster one, so a scenario may state what its incident needs instead
+(`physics:`): which slow path, how far demand during the fault must exceed what it can
+serve, how long the longest wait should grow. Before the load, lab.calibrate times the
+slow path on the machine it runs on; `size_load` here turns that measurement into an
+arrival rate and a cap on requests in flight. After the run, `mechanism` reads the same
+quantities back from what happened, and `why_not` says in those terms why a baseline did
+not reproduce and which knob would change it.
+
+Pure: no I/O, no asyncpg — the scenario loader imports the model.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab.units import Duration
+
+if TYPE_CHECKING:  # the loader imports this module: keep aiohttp out of `lab check`
+    from lab.load.request_log import RequestRecord
+    from lab.sampler import Sample
+
+SlowPathName = Literal["cart-lookup", "catalog-aggregate"]
+
+
+@dataclass(frozen=True)
+class SlowPath:
+    """A path whose cost sets the incident's physics, and how to talk about it."""
+
+    name: str
+    endpoint: str  # the request kind that runs it
+    what: str  # how the report names the measured cost
+    healthy: str | None  # the same request's cost before the fault (None: no DB work)
+
+
+SLOW_PATHS: dict[str, SlowPath] = {
+    "cart-lookup": SlowPath(
+        "cart-lookup", "checkout", "cart lookup without the index", "with the index"),
+    "catalog-aggregate": SlowPath(
+        "catalog-aggregate", "catalog", "catalog price aggregate", None),
+}
+
+
+class PhysicsSpec(BaseModel):
+    """What the incident needs, in its own terms (a scenario's `physics:`).
+
+    `fault_demand`: during the fault, arrivals of the slow request are this many times
+    what the slow path can serve — min(pool, cores) connections each busy for the
+    measured cost. Above 1 the queue grows; 3 leaves room for a machine whose other work
+    (the load generator, the services) takes more of the CPU than the model counts.
+    `longest_wait`: the cap on requests in flight is the slow path's capacity × this, so
+    the queue — and so the longest wait — stops growing there: past the session TTL, short
+    of the client timeout (a request waiting longer is a timeout, not the incident's 500).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    slow_path: SlowPathName
+    fault_demand: float = Field(ge=1.2, le=50, description="arrivals ÷ slow-path capacity")
+    longest_wait: Duration | None = Field(
+        None, description="cap on requests in flight = capacity × this")
+    max_healthy_use: float = Field(
+        0.5, gt=0, le=1, description="share of the pool the healthy path may use before "
+        "the fault (modelled from its measured cost)")
+    max_rate: float = Field(
+        3000, gt=0, le=100_000, description="the most arrivals per second the lab asks of "
+        "the load generator; beyond it the data set must grow instead")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What lab.calibrate measured on this machine before the load."""
+
+    probe: str  # how, in words (EXPLAIN ANALYZE …)
+    slow_ms: list[float]
+    healthy_ms: list[float] | None
+    cores: int  # CPUs this process may run on (taskset narrows it)
+    pool: int  # the incident's pool size (the scenario's stack config)
+    took_s: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The load sized from a measurement: recorded in the results, shown in the report."""
+
+    slow_path: str
+    probe: str
+    slow_cost_ms: float
+    healthy_cost_ms: float | None
+    samples_ms: list[float]
+    cores: int
+    pool: int
+    parallel: int  # slow requests that run at once: min(pool, cores)
+    capacity_per_s: float  # slow requests the machine serves per second
+    slow_share: float  # the slow request's share of all arrivals
+    fault_demand: float
+    rate_per_s: float
+    max_in_flight: int
+    healthy_use: float | None  # modelled pool use before the fault
+    max_healthy_use: float
+    limited_by: str | None  # "max_rate" when the generator cap bounded the rate
+    took_s: float
+
+    @property
+    def headroom_ok(self) -> bool:
+        return self.healthy_use is None or self.healthy_use <= self.max_healthy_use
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "headroom_ok": self.headroom_ok}
+
+
+def calibration_text(c: Mapping[str, Any]) -> str:
+    """One line: what was measured and the load sized from it (a Calibration's JSON)."""
+    path = SLOW_PATHS[c["slow_path"]]
+    share = c["slow_share"]
+    line = (f"{path.what} {c['slow_cost_ms']:.1f} ms ({c['probe']}); {c['parallel']} at "
+            f"once (min of pool {c['pool']}, {c['cores']} cores) → capacity "
+            f"{c['capacity_per_s']:.0f}/s; load {c['rate_per_s']:.0f}/s "
+            f"({c['fault_demand']:g}× the capacity"
+            + (f", {share:.0%} of arrivals on it" if share < 1 else "")
+            + f"), at most {c['max_in_flight']} in flight")
+    if c.get("healthy_use") is not None:
+        line += (f"; before the fault {c['healthy_cost_ms']:.2f} ms {path.healthy} → pool "
+                 f"use {c['healthy_use']:.1%} (at most {c['max_healthy_use']:.0%})")
+    if c.get("limited_by"):
+        line += f"; rate held at {c['limited_by']}"
+    return line
+
+
+def slow_share(endpoints: Sequence[tuple[str, int]], slow_path: str) -> float:
+    """The share of arrivals that take the slow path, from the load's endpoint weights."""
+    total = sum(w for _, w in endpoints)
+    slow = sum(w for kind, w in endpoints if kind == SLOW_PATHS[slow_path].endpoint)
+    return slow / total if total else 0.0
+
+
+def size_load(spec: PhysicsSpec, m: Measurement, share: float,
+              default_max_in_flight: int) -> Calibration:
+    """Arrival rate and in-flight cap that give the incident its stated physics here."""
+    if not m.slow_ms:
+        raise ValueError("no measurement of the slow path")
+    cost_ms = statistics.median(m.slow_ms)
+    healthy_ms = statistics.median(m.healthy_ms) if m.healthy_ms else None
+    parallel = max(1, min(m.pool, m.cores))
+    capacity = parallel / (cost_ms / 1000.0)
+    slow_rate = spec.fault_demand * capacity
+    rate = slow_rate / share
+    limited_by = None
+    if rate > spec.max_rate:
+        rate, limited_by = spec.max_rate, f"physics.max_rate ({spec.max_rate:g}/s)"
+    if spec.longest_wait is not None:
+        cap = max(1, math.ceil(capacity * spec.longest_wait / share))
+    else:
+        cap = default_max_in_flight
+    healthy_use = (None if healthy_ms is None
+                   else rate * share * (healthy_ms / 1000.0) / m.pool)
+    return Calibration(
+        slow_path=spec.slow_path, probe=m.probe, slow_cost_ms=round(cost_ms, 3),
+        healthy_cost_ms=None if healthy_ms is None else round(healthy_ms, 3),
+        samples_ms=[round(x, 3) for x in m.slow_ms], cores=m.cores, pool=m.pool,
+        parallel=parallel, capacity_per_s=round(capacity, 2), slow_share=round(share, 4),
+        fault_demand=spec.fault_demand, rate_per_s=round(rate, 2), max_in_flight=cap,
+        healthy_use=None if healthy_use is None else round(healthy_use, 4),
+        max_healthy_use=spec.max_healthy_use, limited_by=limited_by, took_s=round(m.took_s, 3),
+    )
+
+
+# ---------------------------------------------------------------- after the run
+
+
+def _metric_max(samples: Sequence[Sample], name: str) -> float | None:
+    values = [s.metrics[name] for s in samples if name in s.metrics]
+    return max(values) if values else None
+
+
+def _metric_rise(samples: Sequence[Sample], name: str) -> float | None:
+    """How much a counter rose across the samples, per instance, summed."""
+    by_instance: dict[str, list[float]] = {}
+    for s in samples:
+        if name in s.metrics:
+            by_instance.setdefault(s.instance, []).append(s.metrics[name])
+    if not by_instance:
+        return None
+    return sum(max(v) - min(v) for v in by_instance.values())
+
+
+def mechanism(
+    slow_path: str,
+    records: Sequence[RequestRecord],
+    samples: Sequence[Sample],
+    fault: tuple[float, float],
+    settings: Mapping[str, Any],
+    before_samples: Sequence[Sample] = (),
+) -> dict[str, Any]:
+    """The incident's physics as measured during the fault window `fault` (epoch s).
+
+    `settings` are the variant's checkout switches (lab.services.checkout.switches);
+    `before_samples` are the samples of the last round before the fault, so that a
+    counter's rise at the fault's first moment counts."""
+    start, end = fault
+    length = max(end - start, 1e-9)
+    endpoint = SLOW_PATHS[slow_path].endpoint
+    arrived = [r for r in records if r.request == endpoint and start <= r.start < end]
+    answered = [r for r in records if r.request == endpoint and not r.dropped
+                and r.outcome == "response" and start <= r.start + r.latency_ms / 1000 < end]
+    waits = [r.latency_ms / 1000 for r in arrived if not r.dropped and r.outcome == "response"]
+    fault_samples = [s for s in samples if start <= s.t < end and s.service == "checkout"]
+    figures: dict[str, Any] = {
+        "slow_path": slow_path,
+        "arrived_per_s": round(len(arrived) / length, 1),
+        "dropped": sum(1 for r in arrived if r.dropped),
+        "served_per_s": round(len(answered) / length, 1),
+        "longest_wait_s": round(max(waits), 3) if waits else None,
+        "median_wait_s": round(statistics.median(waits), 3) if waits else None,
+        "pool": settings.get("DB_POOL_MAX"),
+    }
+    served = figures["served_per_s"]
+    figures["demand"] = round(figures["arrived_per_s"] / served, 2) if served else None
+    if slow_path == "cart-lookup":
+        ttl_ms = settings.get("SESSION_TTL_MS")
+        figures["session_ttl_s"] = None if ttl_ms is None else ttl_ms / 1000
+        figures["pool_waiting_max"] = _metric_max(fault_samples, "checkout_db_pool_waiting")
+    else:
+        acquire_ms = settings.get("DB_ACQUIRE_TIMEOUT_MS") or 0
+        figures["acquire_timeout_s"] = acquire_ms / 1000 if acquire_ms else None
+        figures["recomputes"] = _metric_rise(
+            [*before_samples, *fault_samples], "checkout_catalog_cache_recomputes_total")
+        figures["recomputes_at_once_max"] = _metric_max(
+            fault_samples, "checkout_catalog_cache_recomputes_in_progress_peak")
+    return figures
+
+
+def mechanism_text(m: Mapping[str, Any]) -> str:
+    """One line: the figures the incident turns on."""
+    if m["slow_path"] == "cart-lookup":
+        parts = [f"{m['arrived_per_s']:g}/s arrived, {m['served_per_s']:g}/s served"
+                 + (f" ({m['demand']:g}×)" if m.get("demand") else "")]
+    else:  # a burst at the expiry: a window-long served rate says nothing about it
+        parts = [f"{m['arrived_per_s']:g}/s arrived"]
+    if m.get("dropped"):
+        parts.append(f"{m['dropped']} dropped at the in-flight cap")
+    if m["slow_path"] == "cart-lookup":
+        if m.get("pool_waiting_max") is not None:
+            parts.append(f"{m['pool_waiting_max']:g} waiting on {m['pool']} connections")
+        if m.get("longest_wait_s") is not None and m.get("session_ttl_s") is not None:
+            parts.append(f"longest wait {m['longest_wait_s']:g} s against the "
+                         f"{m['session_ttl_s']:g} s session")
+    else:
+        if m.get("recomputes_at_once_max") is not None:
+            parts.append(f"{m['recomputes_at_once_max']:g} recomputes at once against "
+                         f"{m['pool']} connections ({m.get('recomputes') or 0:g} in all)")
+        if m.get("longest_wait_s") is not None and m.get("acquire_timeout_s"):
+            parts.append(f"longest wait {m['longest_wait_s']:g} s against the "
+                         f"{m['acquire_timeout_s']:g} s acquire timeout")
+    return "; ".join(parts)
+
+
+def why_not(m: Mapping[str, Any], calibration: Calibration | None) -> str:
+    """Why a baseline did not reproduce, in its physics, and the knob that changes it."""
+    if calibration is not None and calibration.limited_by:
+        return (f"the arrival rate was held at {calibration.limited_by}: this machine serves "
+                "the slow path faster than the load generator may arrive; grow the data set "
+                "(stack.seed) so each slow request costs more")
+    if m["slow_path"] == "cart-lookup":
+        demand = m.get("demand")
+        if demand is None or demand < 1.1:
+            return (f"arrivals did not outrun the slow path (demand {demand or 0:g}×): raise "
+                    "physics.fault_demand, or grow the data set so the slow path costs more")
+        ttl, longest = m.get("session_ttl_s"), m.get("longest_wait_s")
+        if ttl is not None and longest is not None and longest <= ttl:
+            return (f"no wait outlived the {ttl:g} s session (longest {longest:g} s): raise "
+                    "physics.longest_wait (the cap on requests in flight) or fault_demand")
+    else:
+        acquire, longest = m.get("acquire_timeout_s"), m.get("longest_wait_s")
+        pool, peak = m.get("pool"), m.get("recomputes_at_once_max")
+        if peak is not None and pool is not None and peak < pool:
+            return (f"only {peak:g} recomputes ran at once against {pool} connections: raise "
+                    "physics.fault_demand so more requests find the key expired")
+        if acquire and longest is not None and longest < acquire:
+            return (f"no request waited out the {acquire:g} s acquire timeout (longest "
+                    f"{longest:g} s): raise physics.fault_demand or grow the data set")
+    return "the mechanism held (demand above capacity, waits past the limit): see the expectations"
