@@ -239,15 +239,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from lab import pgdata  # asyncpg comes with it: only the commands that need it
+
     leftovers = find_leftovers(include_active=args.all)
     for lo in leftovers:
         remove_leftover(lo)
         where = f", removed {lo.directory}" if lo.directory else ""
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
+    # Half-built data sets of killed runs (their builder is gone); never a finished one.
+    partials = pgdata.stale_partials()
+    for path in partials:
+        pgdata.remove_entry(path)
+        print(f"removed the unfinished data set {path}")
+    entries = pgdata.cache_entries() if args.cache else []
+    for path in entries:
+        size = pgdata.tree_bytes(path)
+        pgdata.remove_entry(path)
+        print(f"removed the cached data set {path} ({size / 2**20:.0f} MiB)")
     containers = _docker_cleanup(args.all)
-    if not leftovers and not containers:
-        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-* "
-              "and Docker objects labelled with a run id)")
+    if not leftovers and not containers and not partials and not entries:
+        cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, "
+              f"unfinished data sets{cached} and Docker objects labelled with a run id)")
     return EXIT_OK
 
 
@@ -399,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cleanup", help="remove what a killed run left (processes, data dirs)")
     p.add_argument("--all", action="store_true",
                    help="also stop runs whose owner is still alive")
+    p.add_argument("--cache", action="store_true",
+                   help="also remove the cached seeded data sets (CHAOSLAB_CACHE_DIR, "
+                   "default /var/cache/chaoslab as root); the next run of each size "
+                   "builds its set again")
     p.set_defaults(func=cmd_cleanup)
     p = sub.add_parser("images", help="build the docker backend's images (offline, make images)")
     p.set_defaults(func=cmd_images)

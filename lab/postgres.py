@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -109,19 +109,35 @@ def _server_user() -> str | None:
 
 @dataclass
 class PostgresServer:
-    """One server: `start()` runs initdb and the postmaster; `stop()` ends it."""
+    """One server: `start()` runs initdb (or copies a prepared data directory) and the
+    postmaster; `stop()` ends it."""
 
     directory: Path
     run_id: str
     log_dir: Path
     port: int = 0
     process: ManagedProcess | None = None
+    settings: dict[str, str] = field(default_factory=lambda: dict(SERVER_SETTINGS))
+    #: The process's name: its logs are `<name>.out` and `<name>.err` in `log_dir`.
+    name: str = "postgres"
+    #: What `prepare` found: the binaries, the user to run as, data copied (not initdb).
+    _prepared: tuple[Path, str | None, bool] = field(default=(Path(), None, False),
+                                                     repr=False)
 
     @property
     def dsn(self) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
-    async def start(self, timeout: float = 20.0) -> None:
+    async def start(self, timeout: float = 20.0, *, template: Path | None = None) -> None:
+        """initdb, start and create the lab's database; or, given `template` (the data
+        directory of a cleanly stopped server that has the database, see lab.pgdata),
+        start on a copy of it: no initdb, no database to create."""
+        await self.prepare(template=template)
+        await self.run(timeout)
+
+    async def prepare(self, *, template: Path | None = None) -> None:
+        """The first half of `start`: the data directory (initdb, or a copy of
+        `template`), nothing running yet."""
         bindir = find_bindir()
         user = _server_user()
         data = self.directory / "data"
@@ -130,21 +146,31 @@ class PostgresServer:
             _check_traversable(self.directory.parent, user)
             shutil.chown(self.directory, user)
             bindir = _bindir_reachable_by(bindir, user)
-        initdb = await asyncio.to_thread(
-            subprocess.run,
-            [str(bindir / "initdb"), "-D", str(data), "--no-sync", "-A", "trust",
-             "-U", SUPERUSER, "-E", "UTF8", "--locale=C"],
-            user=user, capture_output=True, text=True, check=False,
-        )
-        if initdb.returncode != 0:
-            raise BackendError(f"initdb failed ({initdb.returncode}): {initdb.stderr.strip()}")
+        if template is not None:
+            await asyncio.to_thread(copy_data_dir, template, data)
+        else:
+            initdb = await asyncio.to_thread(
+                subprocess.run,
+                [str(bindir / "initdb"), *INITDB_ARGS, "-D", str(data)],
+                user=user, capture_output=True, text=True, check=False,
+            )
+            if initdb.returncode != 0:
+                raise BackendError(
+                    f"initdb failed ({initdb.returncode}): {initdb.stderr.strip()}")
+        self._prepared = (bindir, user, template is not None)
+
+    async def run(self, timeout: float = 20.0) -> None:
+        """The second half of `start`: the postmaster, until it takes connections to the
+        lab's database (created here unless the data directory was a copy)."""
+        bindir, user, copied = self._prepared
+        data = self.directory / "data"
         self.port = free_port()
         argv = [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
                 "-p", str(self.port), "-k", str(self.directory)]
-        for key, value in SERVER_SETTINGS.items():
+        for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
         self.process = ManagedProcess(
-            "postgres", argv, env=_minimal_env(), run_id=self.run_id, log_dir=self.log_dir,
+            self.name, argv, env=_minimal_env(), run_id=self.run_id, log_dir=self.log_dir,
             user=user, stop_signal=signal.SIGINT,  # SIGINT = fast shutdown
         )
         process = self.process
@@ -153,18 +179,38 @@ class PostgresServer:
             code = process.poll()
             return None if code is None else f"exited with {code}:\n{process.stderr_tail()}"
 
-        await create_lab_database(self.port, timeout, died)
+        if copied:
+            await (await wait_accepting(self.port, timeout, died, DATABASE)).close()
+        else:
+            await create_lab_database(self.port, timeout, died)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Fast shutdown (SIGKILL after 10 s); the server's exit code (0: a clean stop)."""
         if self.process is not None:
-            self.process.stop(timeout=10)
+            return self.process.stop(timeout=10)
+        return None
 
 
-async def create_lab_database(
-    port: int, timeout: float, died: Callable[[], str | None]
-) -> None:
-    """Wait until a fresh server on 127.0.0.1:`port` accepts connections, then create the
-    lab's database. `died` says why the server is gone, or None while it runs."""
+#: How a data directory is made: no fsync (the server runs with fsync off anyway),
+#: trust on 127.0.0.1 only, one superuser, UTF8 and the C locale.
+INITDB_ARGS = ("--no-sync", "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--locale=C")
+
+
+def copy_data_dir(source: Path, target: Path) -> None:
+    """Copy a stopped server's data directory, keeping owners and modes (Postgres refuses a
+    data directory that is not 0700 and owned by the user it runs as). `cp -a` rather than
+    shutil.copytree, which does not keep owners; reflinks where the filesystem has them."""
+    done = subprocess.run(["cp", "-a", "--reflink=auto", str(source), str(target)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BackendError(f"copying the data directory {source} failed: {done.stderr.strip()}")
+
+
+async def wait_accepting(
+    port: int, timeout: float, died: Callable[[], str | None], database: str = "postgres"
+) -> asyncpg.Connection:
+    """A connection to `database` once the server on 127.0.0.1:`port` accepts one. `died`
+    says why the server is gone, or None while it runs."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -172,21 +218,27 @@ async def create_lab_database(
         if reason is not None:
             raise BackendError(f"postgres {reason}")
         try:
-            conn = await asyncpg.connect(
-                f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres", timeout=2
+            return await asyncpg.connect(
+                f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}", timeout=2
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             last = exc
             await asyncio.sleep(0.05)
-            continue
-        try:
-            await conn.execute(f"CREATE DATABASE {DATABASE}")
-        except asyncpg.DuplicateDatabaseError:
-            pass  # the docker image creates it at start (compose needs no lab)
-        finally:
-            await conn.close()
-        return
     raise BackendError(f"postgres did not accept connections within {timeout:g}s: {last}")
+
+
+async def create_lab_database(
+    port: int, timeout: float, died: Callable[[], str | None]
+) -> None:
+    """Wait until a fresh server on 127.0.0.1:`port` accepts connections, then create the
+    lab's database. `died` says why the server is gone, or None while it runs."""
+    conn = await wait_accepting(port, timeout, died)
+    try:
+        await conn.execute(f"CREATE DATABASE {DATABASE}")
+    except asyncpg.DuplicateDatabaseError:
+        pass  # the docker image creates it at start (compose needs no lab)
+    finally:
+        await conn.close()
 
 
 def _blocking_parent(directory: Path, user: str) -> Path | None:
@@ -198,14 +250,16 @@ def _blocking_parent(directory: Path, user: str) -> Path | None:
     return None
 
 
-def _check_traversable(directory: Path, user: str) -> None:
-    """The unprivileged server must reach its data directory; say which parent blocks it."""
+def _check_traversable(directory: Path, user: str, moved_by: str = "CHAOSLAB_RUNS_ROOT",
+                       what: str = "runs") -> None:
+    """The unprivileged server must reach its data directory; say which parent blocks it
+    and which variable puts `what` elsewhere."""
     blocked = _blocking_parent(directory, user)
     if blocked is not None:
         raise BackendError(
             f"{blocked} is not traversable by the '{user}' user that runs Postgres "
-            f"(mode {oct(blocked.stat().st_mode & 0o777)}); put runs elsewhere with "
-            "CHAOSLAB_RUNS_ROOT"
+            f"(mode {oct(blocked.stat().st_mode & 0o777)}); put {what} elsewhere with "
+            f"{moved_by}"
         )
 
 

@@ -89,19 +89,45 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """Signal, wait, then SIGKILL the whole process group. Safe to call twice."""
+        self.signal_stop()
+        return self.finish_stop(time.monotonic() + timeout)
+
+    def signal_stop(self) -> None:
+        """The first half of `stop`: send the stop signal to the group, without waiting."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, self.stop_signal)
+
+    def finish_stop(self, deadline: float) -> int | None:
+        """The second half of `stop`: wait until `deadline` (monotonic), then SIGKILL the
+        group; always reap what is left in it (e.g. forked workers)."""
+        if self.popen.poll() is None:
             try:
-                self.popen.wait(timeout)
+                self.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
-        # Reap anything left in the group (e.g. forked workers) even after the leader exited.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         return self.popen.returncode
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 5.0) -> None:
+    """Stop several processes at once: signal every one, then wait for them under one
+    deadline (each still escalates to SIGKILL). Their shutdowns overlap, so this takes
+    about as long as the slowest, not the sum."""
+    for proc in processes:
+        proc.signal_stop()
+    deadline = time.monotonic() + timeout
+    failed: BaseException | None = None
+    for proc in processes:
+        try:
+            proc.finish_stop(deadline)
+        except BaseException as exc:  # finish the others first, then say so
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 def pids_with_run_id(run_id: str | None = None) -> Iterator[tuple[int, str]]:

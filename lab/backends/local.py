@@ -1,10 +1,11 @@
 """The local backend: the stack as processes on this machine, bound to 127.0.0.1.
 
-Postgres, then the schema and seed; then, started together, the payment gateway stub,
-the fault proxy in front of it, the checkout instances (calling the gateway through the
-proxy) and the router in front of them — load always enters through the router. Torn
-down in reverse order on every way out of the `up()` context, and the run directory
-removed.
+Postgres starts on a copy of the cached, seeded data set (lab.pgdata: built once per
+server, schema and size; the first run of a size builds it), while the payment gateway
+stub and the fault proxy in front of it import. Then the checkout instances, which call
+the gateway through the proxy; once they answer, the router in front of them (load always
+enters through it). On every way out of the `up()` context the services are stopped
+together, Postgres last, and the run directory removed.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from lab.backends.base import (
 from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
+from lab.pgdata import seeded_data_dir
 from lab.postgres import PostgresServer, free_port
-from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env
+from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env, stop_all
 from lab.runs import RunDir
 from lab.scenario import LoadSpec
-from lab.services.checkout.schema import migrate
 
 # How long the stack may take to answer once its processes are launched (imports are
 # slow on a loaded 2-core machine).
@@ -145,6 +146,8 @@ class LocalStackHandle:
 
 async def wait_in_rotation(router: HttpRouterControl, names: Sequence[str],
                            timeout: float) -> None:
+    """Until the router has every one of `names` in rotation *and* has seen it pass a
+    health check (a backend given at start begins UP, before any check)."""
     deadline = time.monotonic() + timeout
     state: list[dict[str, object]] = []
     while time.monotonic() < deadline:
@@ -152,15 +155,27 @@ async def wait_in_rotation(router: HttpRouterControl, names: Sequence[str],
             state = await router.backends()
         except FaultError:
             state = []
-        if {str(b["name"]) for b in state if b.get("in_rotation")} >= set(names):
+        proven = {str(b["name"]) for b in state if b.get("in_rotation")
+                  and _count(b.get("checks")) > _count(b.get("failed_checks"))}
+        if proven >= set(names):
             return
         await asyncio.sleep(0.1)
     raise BackendError(f"the router did not put {', '.join(names)} in rotation within "
                        f"{timeout:g}s: {state}")
 
 
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
 class LocalBackend:
     name = "local"
+    #: Where seeded data sets are cached; None: lab.pgdata.cache_root(). (A class default
+    #: too, for subclasses that do not call this __init__.)
+    dataset_cache: Path | None = None
+
+    def __init__(self, dataset_cache: Path | None = None) -> None:
+        self.dataset_cache = dataset_cache
 
     def unsupported(self, request: StackRequest) -> str | None:
         if request.data_volume_bytes is not None:
@@ -175,22 +190,42 @@ class LocalBackend:
         run_dir = RunDir.create(request.run_id)
         logs = run_dir.subdir("logs")
         postgres = PostgresServer(run_dir.path / "pg", request.run_id, logs)
-        handle: LocalStackHandle | None = None
+        handle = LocalStackHandle(
+            Stack(backend=self.name, run_id=request.run_id, entry_url="", db_dsn="",
+                  instances=[], work_dir=str(run_dir.path)),
+            run_id=request.run_id, logs=logs,
+            data_volume_bytes=request.data_volume_bytes, run_dir=run_dir.path,
+        )
         try:
-            await postgres.start()
             try:
-                await migrate(postgres.dsn, request.seed_carts, request.seed_items_per_cart)
+                template = await seeded_data_dir(
+                    request.seed_carts, request.seed_items_per_cart, run_id=request.run_id,
+                    log_dir=logs, root=self.dataset_cache)
+            except BackendError:
+                raise
             except Exception as exc:
                 raise BackendError(f"schema migration and seed failed: {exc}") from exc
-            handle = LocalStackHandle(
-                Stack(backend=self.name, run_id=request.run_id, entry_url="",
-                      db_dsn=postgres.dsn, instances=[], work_dir=str(run_dir.path)),
-                run_id=request.run_id, logs=logs,
-                data_volume_bytes=request.data_volume_bytes, run_dir=run_dir.path,
-            )
-            waits = self._launch(handle, request, postgres.dsn)
+            # The copy first, on a CPU of its own: it heads the longest chain (copy,
+            # Postgres, checkout). The gateway stub and the fault proxy import while
+            # Postgres starts; the checkouts start once it answers.
+            await postgres.prepare(template=template)
+            waits = self._launch_gateway(handle, request)
+            await postgres.run()
+            handle.stack.db_dsn = postgres.dsn
+            handle.checkout_env = {**handle.checkout_env, "DATABASE_URL": postgres.dsn}
+            handle.stack.instances = [
+                handle.launch_checkout(f"checkout-{i}", handle.checkout_env)
+                for i in range(1, request.instances + 1)]
+            waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name)
+                      for i in handle.stack.instances]
             for url, proc, what in waits:
                 await wait_http_ok(url, SERVICE_START_TIMEOUT_S, what, proc.exit_reason)
+            # The router last, given instances that answer: they begin UP, as backends
+            # given at start do (HAProxy's default), and its first checks pass. Started
+            # with the others it failed `fall` checks against instances still importing,
+            # took them DOWN and needed `rise` passes to bring them back (0.5-1 s more).
+            url, router, what = self._launch_router(handle, request)
+            await wait_http_ok(url, SERVICE_START_TIMEOUT_S, what, router.exit_reason)
             await wait_in_rotation(handle.router, [i.name for i in handle.stack.instances],
                                    SERVICE_START_TIMEOUT_S)
             if request.data_volume_bytes is not None:
@@ -199,59 +234,65 @@ class LocalBackend:
             handle.stack.started_in_s = time.monotonic() - started
             yield handle
         finally:
-            if handle is not None:
-                for proc in reversed(handle.processes):
-                    proc.stop()
-            postgres.stop()
-            run_dir.remove()
+            try:
+                # All at once (their shutdowns overlap); Postgres after the checkouts that
+                # close their pools on it.
+                stop_all(list(reversed(handle.processes)))
+            finally:
+                postgres.stop()
+                run_dir.remove()
 
-    def _launch(self, handle: LocalStackHandle, request: StackRequest,
-                dsn: str) -> list[tuple[str, ManagedProcess, str]]:
-        """Start gateway, proxy, checkouts and router at once (their imports overlap);
-        return what to wait for."""
-        def spawn(name: str, module: str, env: dict[str, str]) -> ManagedProcess:
-            proc = ManagedProcess(name, [sys.executable, "-m", module], env=python_env(env),
-                                  run_id=request.run_id, log_dir=handle.logs, cwd=REPO_ROOT)
-            handle.processes.append(proc)
-            return proc
+    @staticmethod
+    def _spawn(handle: LocalStackHandle, request: StackRequest, name: str, module: str,
+               env: dict[str, str]) -> ManagedProcess:
+        proc = ManagedProcess(name, [sys.executable, "-m", module], env=python_env(env),
+                              run_id=request.run_id, log_dir=handle.logs, cwd=REPO_ROOT)
+        handle.processes.append(proc)
+        return proc
 
+    def _launch_gateway(self, handle: LocalStackHandle,
+                        request: StackRequest) -> list[tuple[str, ManagedProcess, str]]:
+        """Start the gateway stub and the fault proxy in front of it (their imports
+        overlap); set the checkouts' way to the gateway; return what to wait for."""
         api_key = f"sk_lab_{secrets.token_hex(12)}"
-        pay_port, proxy_port, proxy_admin, router_port, router_admin = (
-            free_port() for _ in range(5))
-        payments = spawn("payments", "lab.services.payments",
-                         {"PAYMENTS_PORT": str(pay_port), "PAYMENTS_API_KEY": api_key})
-        proxy = spawn("proxy", "lab.services.proxy", {
+        pay_port, proxy_port, proxy_admin = (free_port() for _ in range(3))
+        payments = self._spawn(handle, request, "payments", "lab.services.payments",
+                               {"PAYMENTS_PORT": str(pay_port), "PAYMENTS_API_KEY": api_key})
+        proxy = self._spawn(handle, request, "proxy", "lab.services.proxy", {
             "PROXY_LISTEN_PORT": str(proxy_port), "PROXY_ADMIN_PORT": str(proxy_admin),
             "PROXY_UPSTREAM": f"127.0.0.1:{pay_port}", "PROXY_SEED": str(request.seed)})
         handle.checkout_env = {
             "PAYMENT_URL": f"http://127.0.0.1:{proxy_port}", "PAYMENT_API_KEY": api_key,
-            **request.checkout_env, "DATABASE_URL": dsn,
+            **request.checkout_env,
         }
-        instances = [handle.launch_checkout(f"checkout-{i}", handle.checkout_env)
-                     for i in range(1, request.instances + 1)]
+        handle.proxy_admin = f"http://127.0.0.1:{proxy_admin}"
+        handle.stack.services = [
+            ServiceInstance("proxy", handle.proxy_admin, "proxy"),
+            ServiceInstance("payments", f"http://127.0.0.1:{pay_port}", "payments"),
+        ]
+        return [(f"http://127.0.0.1:{pay_port}/health", payments, "payment gateway"),
+                (f"{handle.proxy_admin}/health", proxy, "fault proxy")]
+
+    def _launch_router(self, handle: LocalStackHandle,
+                       request: StackRequest) -> tuple[str, ManagedProcess, str]:
+        """Start the router in front of the stack's checkout instances; return what to
+        wait for."""
+        router_port, router_admin = free_port(), free_port()
         r = request.router
-        router = spawn("router", "lab.services.router", {
+        router = self._spawn(handle, request, "router", "lab.services.router", {
             "ROUTER_PORT": str(router_port), "ROUTER_ADMIN_PORT": str(router_admin),
-            "ROUTER_BACKENDS": ",".join(f"{i.name}={i.base_url}" for i in instances),
+            "ROUTER_BACKENDS": ",".join(f"{i.name}={i.base_url}"
+                                        for i in handle.stack.instances),
             "ROUTER_HEALTH_PATH": r.health_path, "ROUTER_INTER_MS": str(round(r.inter_s * 1000)),
             "ROUTER_FALL": str(r.fall), "ROUTER_RISE": str(r.rise),
             "ROUTER_RETRY_AFTER_S": request.checkout_env.get("RETRY_AFTER_S", "1"),
         })
         handle.router_admin = f"http://127.0.0.1:{router_admin}"
-        handle.proxy_admin = f"http://127.0.0.1:{proxy_admin}"
-        stack = handle.stack
-        stack.instances = instances
-        stack.entry_url = f"http://127.0.0.1:{router_port}"
-        stack.services = [
-            ServiceInstance("router", handle.router_admin, "router"),
-            ServiceInstance("proxy", handle.proxy_admin, "proxy"),
-            ServiceInstance("payments", f"http://127.0.0.1:{pay_port}", "payments"),
-        ]
-        waits = [(f"http://127.0.0.1:{pay_port}/health", payments, "payment gateway"),
-                 (f"{handle.proxy_admin}/health", proxy, "fault proxy")]
-        waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name) for i in instances]
-        waits.append((f"{handle.router_admin}/health", router, "router"))
-        return waits
+        handle.stack.entry_url = f"http://127.0.0.1:{router_port}"
+        handle.stack.services = [ServiceInstance("router", handle.router_admin, "router"),
+                                 *handle.stack.services]
+        return f"{handle.router_admin}/health", router, "router"
+
 
 def _volume_source(run_id: str, instance: str) -> str:
     return f"{data_volume.SOURCE_PREFIX}{run_id}-{instance}"
