@@ -148,8 +148,11 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
     if not paths:
         raise ScenarioError("scenarios/", ["no scenario files found"])
     plan = []
+    scale: float = getattr(args, "data_scale", 1.0)
     for path in paths:
         scenario = load_scenario_file(path)
+        if scale != 1.0:
+            scenario = scenario.with_data_scale(scale)
         variants = args.variant or list(scenario.variants)
         unknown = [v for v in variants if v not in scenario.variants]
         if unknown:
@@ -368,6 +371,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_conditions(args: argparse.Namespace) -> int:
+    from lab.conditions import all_held, conditions, run_conditions, table
+
+    for name in args.scenarios:  # refuse a bad file before minutes of load
+        load_scenario_file(find_scenario(name))
+    known = [c.name for c in conditions(args.data_scale)]
+    unknown = [c for c in args.only or [] if c not in known]
+    if unknown:
+        _err(f"--only: no condition named {', '.join(unknown)} (known: {', '.join(known)})")
+        return EXIT_BAD_INPUT
+
+    def progress(msg: str) -> None:
+        print(f"conditions: {msg}", file=sys.stderr, flush=True)
+
+    runs = run_conditions(args.scenarios, Path(args.out), args.data_scale, progress,
+                          only=args.only or ())
+    rows = table(runs)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for run in runs:
+        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s, results in "
+              f"{Path(args.out) / (run.condition.name + '.json')}")
+    held = all_held(runs)
+    print("every baseline reproduced and every mitigation held in every condition" if held
+          else "verdicts differ between conditions: see the FAIL cells")
+    return EXIT_OK if held else EXIT_FAILED
+
+
+def _data_scale(text: str) -> float:
+    """--data-scale: a share of the scenario's carts, above 0 and at most 4."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 0.4, got {text!r}") from None
+    if not 0 < value <= 4:
+        raise argparse.ArgumentTypeError(f"expected a share above 0 and at most 4, got {value:g}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     """--repeat: a whole number of runs, at least one (argparse turns a refusal into exit 2)."""
     try:
@@ -404,7 +449,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
                    help="run each variant N times and report its pass rate and each "
                    "expectation's min/median/max and margin (exit 1 if any run failed)")
+    p.add_argument("--data-scale", type=_data_scale, default=1.0, metavar="F",
+                   help="seed F × each scenario's carts (e.g. 0.4): a stand-in for a faster "
+                   "machine; a scenario sized by its physics recalibrates its load")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("conditions", help="run scenarios as normal, pinned to one CPU and "
+                       "with 40%% of their data; print the verdicts side by side")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                   help="name in scenarios/ or path (default: all)")
+    p.add_argument("--out", default="results/conditions", metavar="DIR",
+                   help="where each condition's results JSON and log go")
+    p.add_argument("--data-scale", type=_data_scale, default=0.4, metavar="F",
+                   help="the data share of the faster-machine condition (default 0.4)")
+    p.add_argument("--only", action="append", metavar="CONDITION",
+                   help="run only this condition (normal, one-core, data-40; repeatable)")
+    p.set_defaults(func=cmd_conditions)
     p = sub.add_parser("report", help="write the HTML report of saved results (--json)")
     p.add_argument("results", metavar="RESULTS.json")
     p.add_argument("directory", metavar="DIR")

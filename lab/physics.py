@@ -41,13 +41,17 @@ class SlowPath:
     endpoint: str  # the request kind that runs it
     what: str  # how the report names the measured cost
     healthy: str | None  # the same request's cost before the fault (None: no DB work)
+    #: A steady queue is served by min(pool, cores) at once (cores bound a scan's CPU); a
+    #: burst is counted against the pool: the stampede fills it when the requests that
+    #: arrive while one aggregate runs outnumber its connections.
+    burst: bool = False
 
 
 SLOW_PATHS: dict[str, SlowPath] = {
     "cart-lookup": SlowPath(
         "cart-lookup", "checkout", "cart lookup without the index", "with the index"),
     "catalog-aggregate": SlowPath(
-        "catalog-aggregate", "catalog", "catalog price aggregate", None),
+        "catalog-aggregate", "catalog", "catalog price aggregate", None, burst=True),
 }
 
 
@@ -57,7 +61,9 @@ class PhysicsSpec(BaseModel):
     `fault_demand`: during the fault, arrivals of the slow request are this many times
     what the slow path can serve — min(pool, cores) connections each busy for the
     measured cost. Above 1 the queue grows; 3 leaves room for a machine whose other work
-    (the load generator, the services) takes more of the CPU than the model counts.
+    (the load generator, the services) takes more of the CPU than the model counts. For
+    a burst (the stampede) it is the requests arriving while one aggregate runs against
+    the pool's connections: above 1 the recomputes alone fill the pool.
     `longest_wait`: the cap on requests in flight is the slow path's capacity × this, so
     the queue — and so the longest wait — stops growing there: past the session TTL, short
     of the client timeout (a request waiting longer is a timeout, not the incident's 500).
@@ -100,7 +106,7 @@ class Calibration:
     samples_ms: list[float]
     cores: int
     pool: int
-    parallel: int  # slow requests that run at once: min(pool, cores)
+    parallel: int  # slow requests that run at once: min(pool, cores); the pool for a burst
     capacity_per_s: float  # slow requests the machine serves per second
     slow_share: float  # the slow request's share of all arrivals
     fault_demand: float
@@ -123,8 +129,9 @@ def calibration_text(c: Mapping[str, Any]) -> str:
     """One line: what was measured and the load sized from it (a Calibration's JSON)."""
     path = SLOW_PATHS[c["slow_path"]]
     share = c["slow_share"]
-    line = (f"{path.what} {c['slow_cost_ms']:.1f} ms ({c['probe']}); {c['parallel']} at "
-            f"once (min of pool {c['pool']}, {c['cores']} cores) → capacity "
+    at_once = (f"a burst against the pool's {c['pool']}" if path.burst else
+               f"{c['parallel']} at once (min of pool {c['pool']}, {c['cores']} cores)")
+    line = (f"{path.what} {c['slow_cost_ms']:.1f} ms ({c['probe']}); {at_once} → capacity "
             f"{c['capacity_per_s']:.0f}/s; load {c['rate_per_s']:.0f}/s "
             f"({c['fault_demand']:g}× the capacity"
             + (f", {share:.0%} of arrivals on it" if share < 1 else "")
@@ -151,7 +158,7 @@ def size_load(spec: PhysicsSpec, m: Measurement, share: float,
         raise ValueError("no measurement of the slow path")
     cost_ms = statistics.median(m.slow_ms)
     healthy_ms = statistics.median(m.healthy_ms) if m.healthy_ms else None
-    parallel = max(1, min(m.pool, m.cores))
+    parallel = m.pool if SLOW_PATHS[spec.slow_path].burst else max(1, min(m.pool, m.cores))
     capacity = parallel / (cost_ms / 1000.0)
     slow_rate = spec.fault_demand * capacity
     rate = slow_rate / share
@@ -201,12 +208,14 @@ def mechanism(
     fault: tuple[float, float],
     settings: Mapping[str, Any],
     before_samples: Sequence[Sample] = (),
+    before: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """The incident's physics as measured during the fault window `fault` (epoch s).
 
     `settings` are the variant's checkout switches (lab.services.checkout.switches);
     `before_samples` are the samples of the last round before the fault, so that a
-    counter's rise at the fault's first moment counts."""
+    counter's rise at the fault's first moment counts; `before` is the window before the
+    fault, where the healthy path must have kept up with the same load."""
     start, end = fault
     length = max(end - start, 1e-9)
     endpoint = SLOW_PATHS[slow_path].endpoint
@@ -226,6 +235,16 @@ def mechanism(
     }
     served = figures["served_per_s"]
     figures["demand"] = round(figures["arrived_per_s"] / served, 2) if served else None
+    if before is not None:  # the healthy path under the same load, before the fault
+        b_start, b_end = before
+        sent = [r for r in records if b_start <= r.start < b_end and not r.dropped]
+        ok = [r for r in sent if r.cls == "2xx"]
+        b_waits = [r.latency_ms / 1000 for r in sent if r.outcome == "response"]
+        figures["before_arrived_per_s"] = round(
+            sum(1 for r in records if b_start <= r.start < b_end) / max(b_end - b_start, 1e-9), 1)
+        figures["before_2xx_share"] = round(len(ok) / len(sent), 4) if sent else None
+        figures["before_median_wait_s"] = (round(statistics.median(b_waits), 3)
+                                           if b_waits else None)
     if slow_path == "cart-lookup":
         ttl_ms = settings.get("SESSION_TTL_MS")
         figures["session_ttl_s"] = None if ttl_ms is None else ttl_ms / 1000
@@ -249,6 +268,10 @@ def mechanism_text(m: Mapping[str, Any]) -> str:
         parts = [f"{m['arrived_per_s']:g}/s arrived"]
     if m.get("dropped"):
         parts.append(f"{m['dropped']} dropped at the in-flight cap")
+    if m.get("before_median_wait_s") is not None:
+        parts.append(f"before the fault {m['before_arrived_per_s']:g}/s, median "
+                     f"{m['before_median_wait_s'] * 1000:.0f} ms"
+                     + (" (SATURATED: the load alone)" if saturated_before(m) else ""))
     if m["slow_path"] == "cart-lookup":
         if m.get("pool_waiting_max") is not None:
             parts.append(f"{m['pool_waiting_max']:g} waiting on {m['pool']} connections")
@@ -265,8 +288,24 @@ def mechanism_text(m: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+#: Before the fault the healthy path answers at once; a median wait above this (or fewer
+#: than 95 % 2xx) means the load itself saturated the service, whatever the fault did.
+SATURATED_WAIT_S = 0.25
+
+
+def saturated_before(m: Mapping[str, Any]) -> bool:
+    share, wait = m.get("before_2xx_share"), m.get("before_median_wait_s")
+    return (share is not None and share < 0.95) or (wait is not None and wait > SATURATED_WAIT_S)
+
+
 def why_not(m: Mapping[str, Any], calibration: Calibration | None) -> str:
     """Why a baseline did not reproduce, in its physics, and the knob that changes it."""
+    if saturated_before(m):
+        return (f"the healthy path did not keep up before the fault ("
+                f"{m.get('before_2xx_share') or 0:.1%} 2xx, median {m.get('before_median_wait_s')} "
+                f"s at {m.get('before_arrived_per_s')}/s): the calibrated rate is more than "
+                "the service serves on this machine; grow the data set (stack.seed) so the "
+                "slow path needs fewer arrivals, or lower physics.fault_demand")
     if calibration is not None and calibration.limited_by:
         return (f"the arrival rate was held at {calibration.limited_by}: this machine serves "
                 "the slow path faster than the load generator may arrive; grow the data set "

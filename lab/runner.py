@@ -248,7 +248,8 @@ def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
     figures = mechanism(
         scenario.physics.slow_path, records, samples, (windows.fault_start, windows.fault_end),
         _settings(scenario.variant_env(variant)),
-        before_samples=[s for s in before if s.round == last_round])
+        before_samples=[s for s in before if s.round == last_round],
+        before=(windows.load_start, windows.fault_start))
     if not passed and (variant == "baseline" or scenario.variants[variant].shows_problem):
         figures["why_not"] = why_not(figures, calibration)
     return figures

@@ -70,8 +70,13 @@ def test_only_the_slow_requests_count_towards_demand() -> None:
     assert share == 0.9
     cal = size_load(spec(slow_path="catalog-aggregate"), measured(250, healthy_ms=None),
                     share, 1000)
-    assert cal.rate_per_s == pytest.approx(3 * 8 / 0.9, rel=1e-3)  # 3 × 2/0.25 s, 90 % of it
+    # a burst: 3 × the pool's 10 connections per 0.25 s aggregate, 90 % of the arrivals
+    assert cal.parallel == 10 and cal.rate_per_s == pytest.approx(3 * 40 / 0.9, rel=1e-3)
     assert cal.max_in_flight == 1000 and cal.healthy_use is None
+    assert "a burst against the pool's 10" in calibration_text(cal.to_json())
+    # one core or eight: the same burst
+    assert size_load(spec(slow_path="catalog-aggregate"), measured(250, cores=1,
+                     healthy_ms=None), share, 1000).rate_per_s == cal.rate_per_s
 
 
 def test_the_generator_limit_holds_the_rate_and_says_so() -> None:
@@ -111,13 +116,28 @@ def test_the_mechanism_counts_arrivals_served_drops_and_waits() -> None:
     samples = [Sample(100 + i, "checkout-1", "200", {"checkout_db_pool_waiting": w})
                for i, w in enumerate([0, 12, 30, 29])]
     m = mechanism("cart-lookup", records, samples, (100.0, 110.0),
-                  {"DB_POOL_MAX": 10, "SESSION_TTL_MS": 1000})
+                  {"DB_POOL_MAX": 10, "SESSION_TTL_MS": 1000}, before=(98.0, 100.0))
     assert m["arrived_per_s"] == 20.0 and m["dropped"] == 100
     # completed in the window: started before 107 s and took 3 s
     assert m["served_per_s"] == 7.0 and m["demand"] == pytest.approx(20 / 7, abs=0.01)
     assert (m["longest_wait_s"], m["session_ttl_s"], m["pool_waiting_max"]) == (3.0, 1.0, 30)
     text = mechanism_text(m)
     assert "30 waiting on 10 connections" in text and "against the 1 s session" in text
+    # before the fault: one 2xx in 2 s, answered in 50 ms — the healthy path kept up
+    assert (m["before_arrived_per_s"], m["before_2xx_share"], m["before_median_wait_s"]) == (
+        0.5, 1.0, 0.05)
+    assert "SATURATED" not in text
+
+
+def test_a_load_that_saturates_the_healthy_path_is_named_before_the_fault() -> None:
+    """40 % of the data on this machine: the rate that compensated for the cheaper scan
+    was more than the Python service serves, and the baseline failed 'before'."""
+    records = [rec(90 + i * 0.01, 580, 201 if i % 20 else 500) for i in range(1000)]
+    m = mechanism("cart-lookup", records, [], (100.0, 110.0),
+                  {"DB_POOL_MAX": 10, "SESSION_TTL_MS": 1000}, before=(90.0, 100.0))
+    assert m["before_2xx_share"] == 0.95 and m["before_median_wait_s"] == 0.58
+    assert "SATURATED" in mechanism_text(m)
+    assert "did not keep up before the fault" in why_not({**m, "demand": 4}, None)
 
 
 def test_a_stampede_mechanism_counts_recomputes_from_the_round_before() -> None:
