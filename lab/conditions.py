@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -63,6 +64,18 @@ class ConditionRun:
     exit_code: int
     wall_s: float
     results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def load_windows_s(self) -> float:
+        """The sum of the variants' load windows: the least a matrix can take."""
+        return sum(float(v["timing"]["load_s"]) for v in self.results.get("variants", []))
+
+    @property
+    def median_overhead_s(self) -> float | None:
+        """The median of what each variant cost beyond its load window."""
+        values = sorted(float(v["timing"]["overhead_s"])
+                        for v in self.results.get("variants", []))
+        return statistics.median(values) if values else None
 
 
 class ConditionsFailed(LabError):

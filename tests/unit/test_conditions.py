@@ -19,6 +19,7 @@ def variant(scenario: str, name: str, passed: bool, **by_class: int) -> dict[str
     total = sum(by_class.values())
     return {
         "scenario": scenario, "name": name, "passed": passed,
+        "timing": {"load_s": 40.0, "overhead_s": 2.0 + total / 100},
         "windows": {"fault": {"total": total, "by_class": by_class}},
         "expectations": [{"text": "[fault] 500 share >= 30%", "passed": passed}],
     }
@@ -47,6 +48,8 @@ def test_verdicts_line_up_by_variant_with_the_fault_mix() -> None:
     assert rows[0] == ["scenario / variant", "normal", "one-core"]
     assert rows[1] == ["p / baseline", "PASS 2xx 10% 500 90%", "PASS 2xx 20% 500 80%"]
     assert rows[2][0] == "p / timeouts" and all_held(runs)
+    # the matrix's floor and what each variant cost beyond it
+    assert runs[0].load_windows_s == 80.0 and runs[0].median_overhead_s == 3.0
 
 
 def test_one_failed_cell_a_missing_variant_or_a_skip_fails_the_whole() -> None:
