@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
-from lab.runs import find_leftovers, remove_leftover, runs_root
+from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
 
 if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)
-    from lab.runner import Progress
+    from lab.events import Progress, Run
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK = 0, 1, 2, 3
@@ -73,6 +73,9 @@ class _ProgressPrinter:
         self.mode = mode
         self.last = ("", "")  # (head, phase) of the last line printed in `lines` mode
         self.repetition = ""  # " run 3/10" while `--repeat` runs a variant again
+
+    def started(self, run: Run) -> None:
+        self.repetition = f" run {run.run}/{run.repeat}" if run.repeat > 1 else ""
 
     def __call__(self, p: Progress) -> None:
         if self.mode == "off":
@@ -167,44 +170,34 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     # Here, not at the top: they pull in aiohttp and asyncpg, which `lab check` and
     # `lab list` never need (a test holds `lab check` to that).
+    from lab.events import RunEvents
     from lab.report.html import write_report
     from lab.report.stability import render_stability
     from lab.report.table import render_table
-    from lab.results import RunResults, Skipped
-    from lab.runner import run_variant, skip_reason
+    from lab.runner import RunLoop
     from lab.stability import results_json, summarize
 
     plan = _plan(args)  # every file validated before anything starts
     backend = _backend(args.backend)
-    progress = _ProgressPrinter("off" if args.quiet else args.progress)
-    results = RunResults()
-    runnable = []
-    for scenario, variants in plan:
-        if (reason := skip_reason(scenario, backend)) is not None:
-            results.skipped.append(Skipped(scenario.name, variants, reason))
-            _err(f"skipping {scenario.name}: {reason}")
-        else:
-            runnable.append((scenario, variants))
-    if not runnable:
+    events = RunEvents()
+    events.skipped.add_listener(lambda s: _err(f"skipping {s.scenario}: {s.reason}"))
+    repeat: int = args.repeat
+    loop = RunLoop(plan, backend, events, repeat)
+    results = loop.results
+    if not loop.runnable:
         if args.json:
             _write_json(Path(args.json), results.to_json())
         print(render_table(results))
         return EXIT_STACK  # nothing could run here; the reasons are above
-    repeat: int = args.repeat
-    scenarios = {scenario.name: scenario for scenario, _ in runnable}
-    total = sum(len(v) for _, v in runnable)
-    index = 0
-    for scenario, variants in runnable:
-        for name in variants:
-            index += 1
-            for run in range(1, repeat + 1):  # a variant's runs back to back, in order
-                progress.repetition = f" run {run}/{repeat}" if repeat > 1 else ""
-                result = _run_async(
-                    run_variant(scenario, name, backend, progress, index=index, count=total)
-                )
-                results.variants.append(result)
-                if args.json:  # after each run: nothing lost
-                    _write_json(Path(args.json), results_json(results, scenarios, repeat))
+    scenarios = {scenario.name: scenario for scenario, _ in loop.runnable}
+    progress = _ProgressPrinter("off" if args.quiet else args.progress)
+    events.started.add_listener(progress.started)
+    events.progress.add_listener(progress)
+    if args.json:  # after each run: nothing lost
+        json_path = Path(args.json)
+        events.variant_done.add_listener(
+            lambda done: _write_json(json_path, results_json(done.results, scenarios, repeat)))
+    loop.run(_run_async)
     print(render_table(results))
     if repeat > 1:
         print()
@@ -247,7 +240,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     leftovers = find_leftovers(include_active=args.all)
     for lo in leftovers:
         remove_leftover(lo)
-        where = f", removed {lo.directory}" if lo.directory else ""
+        where = "".join(f", removed {d}" for d in lo.directories)  # run dir, tmpfs dir
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
     # Half-built data sets of killed runs (their builder is gone); never a finished one.
     partials = pgdata.stale_partials()
@@ -262,7 +255,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     containers = _docker_cleanup(args.all)
     if not leftovers and not containers and not partials and not entries:
         cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
-        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, "
+        tmpfs = ", ".join(f"{r}/chaoslab-cl-*" for r in tmpfs_roots())
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, {tmpfs}, "
               f"unfinished data sets{cached} and Docker objects labelled with a run id)")
     return EXIT_OK
 
@@ -394,8 +388,13 @@ def cmd_conditions(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for run in runs:
-        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s, results in "
-              f"{Path(args.out) / (run.condition.name + '.json')}")
+        overhead = run.median_overhead_s
+        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s against "
+              f"{run.load_windows_s:.0f} s of load windows "
+              f"({run.wall_s / max(run.load_windows_s, 1e-9):.2f}×"
+              + (f", median overhead per variant {overhead:.1f} s" if overhead is not None
+                 else "")
+              + f"); results in {Path(args.out) / (run.condition.name + '.json')}")
     held = all_held(runs)
     print("every baseline reproduced and every mitigation held in every condition" if held
           else "verdicts differ between conditions: see the FAIL cells")

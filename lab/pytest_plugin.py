@@ -18,7 +18,6 @@ Locust stays a subprocess (the runner starts it); this plugin never imports it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,9 @@ import pytest
 
 from lab.backends.local import LocalBackend
 from lab.errors import ScenarioError
+from lab.events import RunEvents, VariantDone
 from lab.results import RunResults, VariantResult
-from lab.runner import run_variant, skip_reason
+from lab.runner import RunLoop, run_variant
 from lab.scenario import Scenario, load_scenario_file
 from lab.stability import (
     ExpectationStability,
@@ -110,19 +110,16 @@ class VariantItem(pytest.Item):
             self.add_marker(pytest.mark.mitigation)
 
     def runtest(self) -> None:
-        backend = LocalBackend()
-        if (reason := skip_reason(self.scenario, backend)) is not None:
-            pytest.skip(reason)  # e.g. no size-limited filesystem here: never faked
         repeat: int = self.config.getoption("--lab-repeat", 1)
-        runs: list[VariantResult] = []
-        for run in range(1, repeat + 1):
-            self.result = asyncio.run(run_variant(self.scenario, self.name, backend))
-            runs.append(self.result)
-            self.config.stash[_RESULTS_KEY].variants.append(self.result)
-            prefix = f"run {run}/{repeat}: " if repeat > 1 else ""
-            for e in self.result.expectations:
-                self.user_properties.append(
-                    (prefix + e.text, f"{'ok' if e.passed else 'FAIL'}: {e.measured}"))
+        events = RunEvents()
+        events.variant_done.add_listener(self._record)
+        # The run loop of `lab run`, over this one variant (each run under its own
+        # asyncio.run); `run_variant` is looked up here so tests can stand in for it.
+        loop = RunLoop([(self.scenario, [self.name])], LocalBackend(), events, repeat,
+                       variant_runner=run_variant)
+        if loop.results.skipped:  # e.g. no size-limited filesystem here: never faked
+            pytest.skip(loop.results.skipped[0].reason)
+        runs = loop.run().variants
         if repeat > 1:
             self._judge_runs(variant_stability(runs, self.scenario.variants[self.name].expect))
         elif self.result is not None and not self.result.passed:
@@ -133,6 +130,14 @@ class VariantItem(pytest.Item):
             if self.name == "baseline":
                 head += " — the lab no longer reproduces the incident"
             raise VariantFailed("\n".join([head, *(f"  - {line}" for line in lines)]))
+
+    def _record(self, done: VariantDone) -> None:
+        self.result = done.result
+        self.config.stash[_RESULTS_KEY].variants.append(done.result)
+        prefix = f"run {done.run.run}/{done.run.repeat}: " if done.run.repeat > 1 else ""
+        for e in done.result.expectations:
+            self.user_properties.append(
+                (prefix + e.text, f"{'ok' if e.passed else 'FAIL'}: {e.measured}"))
 
     def _judge_runs(self, stats: VariantStability) -> None:
         """Several runs: the pass rate and every expectation's spread and margin are

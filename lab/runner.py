@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from lab.backends.base import Backend, RouterSettings, StackRequest
 from lab.calibrate import calibrate
+from lab.events import FaultChange, Progress, ProgressFn, Run, RunEvents, VariantDone
 from lab.expect import judge
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
@@ -42,28 +44,6 @@ from lab.services.checkout.switches import read_switches
 
 # How long Locust may take to wind down after its run time before it is stopped.
 LOAD_STOP_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What the CLI shows while a variant runs (the runner never prints)."""
-
-    scenario: str
-    variant: str
-    index: int  # 1-based position of the variant in this run
-    count: int
-    phase: str  # starting | before | fault | after | stopping | done
-    elapsed_s: float = 0.0
-    remaining_s: float = 0.0
-    last_second: dict[str, int] = field(default_factory=dict)
-    total_requests: int = 0
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-def _ignore(_: Progress) -> None:
-    return None
 
 
 @dataclass
@@ -107,15 +87,21 @@ async def run_variant(
     scenario: Scenario,
     variant: str,
     backend: Backend,
-    progress: ProgressFn = _ignore,
+    events: RunEvents | ProgressFn | None = None,
     index: int = 1,
     count: int = 1,
 ) -> VariantResult:
+    """One run of one variant. `events` gets its progress, and the fault going in and
+    out; a plain callback gets the progress only."""
     spec = scenario.variants[variant]
     run_id = new_run_id()
+    bus = RunEvents.of(events)
 
     def report(phase: str, **kw: float | int | dict[str, int]) -> None:
-        progress(Progress(scenario.name, variant, index, count, phase, **kw))  # type: ignore[arg-type]
+        bus.progress.fire(Progress(scenario.name, variant, index, count, phase, **kw))  # type: ignore[arg-type]
+
+    def fault_change(hook: Callable[[FaultChange], None], load_start: float) -> None:
+        hook(FaultChange(scenario.name, variant, scenario.fault.kind, time.time() - load_start))
 
     report("starting")
     began = time.monotonic()
@@ -151,8 +137,10 @@ async def run_variant(
             await tick_until(load_start + scenario.fault.at, "before")
             fault_start = time.time()
             async with fault.active():
+                fault_change(bus.injected.fire, load_start)
                 await tick_until(load_start + scenario.fault.until, "fault", during=fault)
             fault_end = time.time()
+            fault_change(bus.reverted.fire, load_start)
             await tick_until(end, "after")
             report("stopping", elapsed_s=time.time() - load_start, total_requests=live.total)
             deadline = time.time() + LOAD_STOP_GRACE_S
@@ -297,23 +285,83 @@ def _evidence_verdict(fault: Fault) -> ExpectationResult:
     )
 
 
+class VariantRunner(Protocol):
+    """What the loop calls for one run: `run_variant`, or a test's stand-in."""
+
+    def __call__(self, scenario: Scenario, variant: str, backend: Backend,
+                 events: RunEvents | ProgressFn | None = None, /, *, index: int = 1,
+                 count: int = 1) -> Coroutine[Any, Any, VariantResult]: ...
+
+
+class RunLoop:
+    """The one run loop: scenarios × variants × repeats, for `lab run`, `run_scenario` and
+    the pytest plugin alike.
+
+    It checks every scenario up front (`skip_reason`; `events.skipped` fires for each one
+    this machine cannot run, and it lands in `results.skipped`), so the numbering counts
+    only the variants that will run. Then `runs()` gives the variants in order, a variant's
+    runs back to back; `events.started` fires before each and `events.variant_done` after
+    it, once its result is in `results`. `run` drives it synchronously, each variant under
+    its own `run_async` (the CLI's turns SIGTERM into a cancellation), `run_here` inside a
+    running event loop. `run_variant` is looked up when the loop is made (or given as
+    `variant_runner`), so tests can stand in for it.
+    """
+
+    def __init__(self, plan: list[tuple[Scenario, list[str]]], backend: Backend,
+                 events: RunEvents | None = None, repeat: int = 1, *,
+                 variant_runner: VariantRunner | None = None) -> None:
+        self.backend = backend
+        self.events = events if events is not None else RunEvents()
+        self.repeat = repeat
+        self.results = RunResults()
+        self._run_variant = variant_runner if variant_runner is not None else run_variant
+        self.runnable: list[tuple[Scenario, list[str]]] = []
+        for scenario, variants in plan:
+            if (reason := skip_reason(scenario, backend)) is not None:
+                skipped = Skipped(scenario.name, variants, reason)
+                self.results.skipped.append(skipped)
+                self.events.skipped.fire(skipped)
+            else:
+                self.runnable.append((scenario, variants))
+        self.count = sum(len(variants) for _, variants in self.runnable)
+
+    def runs(self) -> Iterator[Run]:
+        index = 0
+        for scenario, variants in self.runnable:
+            for name in variants:
+                index += 1
+                for n in range(1, self.repeat + 1):
+                    yield Run(scenario, name, index, self.count, n, self.repeat)
+
+    def _start(self, run: Run) -> Coroutine[Any, Any, VariantResult]:
+        self.events.started.fire(run)
+        return self._run_variant(run.scenario, run.variant, self.backend, self.events,
+                                 index=run.index, count=run.count)
+
+    def _finish(self, run: Run, result: VariantResult) -> None:
+        self.results.variants.append(result)
+        self.events.variant_done.fire(VariantDone(run, result, self.results))
+
+    def run(self, run_async: Callable[[Coroutine[Any, Any, VariantResult]], VariantResult]
+            = asyncio.run) -> RunResults:
+        for run in self.runs():
+            self._finish(run, run_async(self._start(run)))
+        return self.results
+
+    async def run_here(self) -> RunResults:
+        for run in self.runs():
+            self._finish(run, await self._start(run))
+        return self.results
+
+
 async def run_scenario(
     scenario: Scenario,
     variants: list[str],
     backend: Backend,
-    progress: ProgressFn = _ignore,
+    progress: RunEvents | ProgressFn | None = None,
     repeat: int = 1,
 ) -> RunResults:
     """Every variant `repeat` times, a variant's runs back to back; lab.stability
     aggregates them."""
-    results = RunResults()
-    if (reason := skip_reason(scenario, backend)) is not None:
-        results.skipped.append(Skipped(scenario.name, variants, reason))
-        return results
-    for i, name in enumerate(variants, start=1):
-        for _ in range(repeat):
-            results.variants.append(
-                await run_variant(scenario, name, backend, progress, index=i,
-                                  count=len(variants))
-            )
-    return results
+    return await RunLoop([(scenario, variants)], backend, RunEvents.of(progress),
+                         repeat).run_here()
