@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
-from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
+from lab.runs import find_leftovers, remove_leftover, runs_root
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
 
@@ -240,7 +240,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     leftovers = find_leftovers(include_active=args.all)
     for lo in leftovers:
         remove_leftover(lo)
-        where = "".join(f", removed {d}" for d in lo.directories)  # run dir, tmpfs dir
+        where = f", removed {lo.directory}" if lo.directory else ""
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
     # Half-built data sets of killed runs (their builder is gone); never a finished one.
     partials = pgdata.stale_partials()
@@ -255,8 +255,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     containers = _docker_cleanup(args.all)
     if not leftovers and not containers and not partials and not entries:
         cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
-        tmpfs = ", ".join(f"{r}/chaoslab-cl-*" for r in tmpfs_roots())
-        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, {tmpfs}, "
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, "
               f"unfinished data sets{cached} and Docker objects labelled with a run id)")
     return EXIT_OK
 
@@ -388,13 +387,8 @@ def cmd_conditions(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for run in runs:
-        overhead = run.median_overhead_s
-        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s against "
-              f"{run.load_windows_s:.0f} s of load windows "
-              f"({run.wall_s / max(run.load_windows_s, 1e-9):.2f}×"
-              + (f", median overhead per variant {overhead:.1f} s" if overhead is not None
-                 else "")
-              + f"); results in {Path(args.out) / (run.condition.name + '.json')}")
+        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s, results in "
+              f"{Path(args.out) / (run.condition.name + '.json')}")
     held = all_held(runs)
     print("every baseline reproduced and every mitigation held in every condition" if held
           else "verdicts differ between conditions: see the FAIL cells")
