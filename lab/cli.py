@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
-from lab.runs import find_leftovers, remove_leftover, runs_root
+from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
 from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
 
@@ -240,7 +240,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     leftovers = find_leftovers(include_active=args.all)
     for lo in leftovers:
         remove_leftover(lo)
-        where = f", removed {lo.directory}" if lo.directory else ""
+        where = "".join(f", removed {d}" for d in lo.directories)  # run dir, tmpfs dir
         print(f"{lo.run_id}: stopped {len(lo.pids)} process(es){where}")
     # Half-built data sets of killed runs (their builder is gone); never a finished one.
     partials = pgdata.stale_partials()
@@ -255,7 +255,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     containers = _docker_cleanup(args.all)
     if not leftovers and not containers and not partials and not entries:
         cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
-        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, "
+        tmpfs = ", ".join(f"{r}/chaoslab-cl-*" for r in tmpfs_roots())
+        print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, {tmpfs}, "
               f"unfinished data sets{cached} and Docker objects labelled with a run id)")
     return EXIT_OK
 

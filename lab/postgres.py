@@ -147,7 +147,7 @@ class PostgresServer:
             shutil.chown(self.directory, user)
             bindir = _bindir_reachable_by(bindir, user)
         if template is not None:
-            await asyncio.to_thread(copy_data_dir, template, data)
+            await copy_data_dir(template, data)
         else:
             initdb = await asyncio.to_thread(
                 subprocess.run,
@@ -196,14 +196,23 @@ class PostgresServer:
 INITDB_ARGS = ("--no-sync", "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--locale=C")
 
 
-def copy_data_dir(source: Path, target: Path) -> None:
+async def copy_data_dir(source: Path, target: Path) -> None:
     """Copy a stopped server's data directory, keeping owners and modes (Postgres refuses a
     data directory that is not 0700 and owned by the user it runs as). `cp -a` rather than
-    shutil.copytree, which does not keep owners; reflinks where the filesystem has them."""
-    done = subprocess.run(["cp", "-a", "--reflink=auto", str(source), str(target)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise BackendError(f"copying the data directory {source} failed: {done.stderr.strip()}")
+    shutil.copytree, which does not keep owners; reflinks where the filesystem has them.
+    Cancelled (Ctrl-C, SIGTERM), it ends the copy before it returns: the caller removes
+    the target next, and a copy still writing behind it would leave files there."""
+    cp = subprocess.Popen(["cp", "-a", "--reflink=auto", str(source), str(target)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = await asyncio.to_thread(cp.communicate)
+    except BaseException:
+        cp.kill()
+        cp.wait()  # moments after SIGKILL; nothing writes to the target once it returns
+        raise
+    if cp.returncode != 0:
+        raise BackendError(f"copying the data directory {source} failed: {stderr.strip()}")
 
 
 async def wait_accepting(

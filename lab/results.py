@@ -14,11 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.expectations import percentile as percentile
+from lab.expectations import window_offset
 from lab.load.arrivals import behind_seconds, schedule_start, scheduled_per_second
 from lab.load.classify import RESPONSE_CLASSES
 from lab.load.request_log import RequestRecord, answers
 from lab.sampler import Sample
-from lab.scenario import LoadSpec, window_offset
+from lab.scenario import LoadSpec
 
 SCHEMA_VERSION = 2  # 2: 502 and 504 left other_5xx for classes of their own
 
@@ -68,15 +70,6 @@ def completed_before(records: Iterable[RequestRecord], t: float) -> list[Request
 def _by_class(records: Iterable[RequestRecord]) -> dict[str, int]:
     classes = Counter(r.cls for r in records)
     return {c: classes[c] for c in RESPONSE_CLASSES if classes[c]}
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _round(v: float | None) -> float | None:

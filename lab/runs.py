@@ -1,8 +1,10 @@
 """Run ids and run directories, and cleanup of what a killed run left behind.
 
 Everything a run makes on disk lives under one directory named by its run id, next to
-a manifest naming the process that owns it. A run removes its directory when it ends;
-`lab cleanup` removes directories (and processes) whose owner is gone.
+a manifest naming the process that owns it; a local run's Postgres data may live on a
+tmpfs instead, in `<tmpfs>/chaoslab-<run id>` with a manifest of its own (lab.pgdata
+decides). A run removes its directories when it ends; `lab cleanup` removes directories
+(and processes) whose owner is gone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,24 @@ def runs_root() -> Path:
 
 
 MANIFEST = "run.json"
+#: Where a local run's Postgres data goes when it can (lab.pgdata.place_data_copy): a
+#: directory, or `off` to keep it in the run directory. Unset: DEFAULT_TMPFS.
+TMPFS_ENV = "CHAOSLAB_PGDATA_TMPFS"
+DEFAULT_TMPFS = Path("/dev/shm")
+TMPFS_PREFIX = "chaoslab-"
+
+
+def tmpfs_root() -> Path | None:
+    """The tmpfs for runs' Postgres data (CHAOSLAB_PGDATA_TMPFS), or None when it is off."""
+    value = os.environ.get(TMPFS_ENV, "").strip()
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else DEFAULT_TMPFS
+
+
+def _write_manifest(path: Path, run_id: str) -> None:
+    (path / MANIFEST).write_text(
+        json.dumps({"run_id": run_id, "owner_pid": os.getpid(), "created": time.time()}))
 
 
 def new_run_id() -> str:
@@ -53,9 +74,7 @@ class RunDir:
                 continue
         else:
             raise FileNotFoundError(f"{root} keeps disappearing")
-        (path / MANIFEST).write_text(
-            json.dumps({"run_id": run_id, "owner_pid": os.getpid(), "created": time.time()})
-        )
+        _write_manifest(path, run_id)
         return cls(run_id, path, made_root)
 
     def subdir(self, name: str) -> Path:
@@ -71,11 +90,43 @@ class RunDir:
                 self.path.parent.rmdir()
 
 
+@dataclass
+class TmpfsDir:
+    """A run's directory on a tmpfs, `<root>/chaoslab-<run id>`, with a manifest naming
+    its owner as in the run directory: `lab cleanup` finds it if the run is killed. The
+    root (/dev/shm) is shared and never touched."""
+
+    run_id: str
+    path: Path
+
+    @classmethod
+    def create(cls, run_id: str, root: Path) -> TmpfsDir:
+        """Raises OSError when it cannot be made (FileExistsError: the name is taken)."""
+        path = root / f"{TMPFS_PREFIX}{run_id}"
+        path.mkdir(mode=0o755)
+        try:
+            path.chmod(0o755)  # whatever the umask: unprivileged Postgres must traverse it
+            _write_manifest(path, run_id)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return cls(run_id, path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Leftover:
     run_id: str
     pids: list[int]
     directory: Path | None
+    #: Its Postgres data on a tmpfs (TmpfsDir), if it had any there.
+    tmpfs_directory: Path | None = None
+
+    @property
+    def directories(self) -> list[Path]:
+        return [d for d in (self.directory, self.tmpfs_directory) if d is not None]
 
 
 def _owner_alive(run_dir: Path) -> bool:
@@ -102,22 +153,51 @@ def run_is_active(run_id: str, root: Path | None = None) -> bool:
     return directory.is_dir() and _owner_alive(directory)
 
 
-def find_leftovers(root: Path | None = None, include_active: bool = False) -> list[Leftover]:
-    """Runs whose owner is gone (or all runs with include_active)."""
+def tmpfs_roots() -> list[Path]:
+    """Where `lab cleanup` looks for runs' tmpfs directories: the configured tmpfs and the
+    default one (a run made before CHAOSLAB_PGDATA_TMPFS was set, or set off)."""
+    configured = tmpfs_root()
+    return list(dict.fromkeys(r for r in (configured, DEFAULT_TMPFS) if r is not None))
+
+
+def tmpfs_dirs(roots: list[Path] | None = None) -> dict[str, Path]:
+    """Run id -> its directory on a tmpfs: `chaoslab-cl-*` directories of this user (the
+    roots are shared, e.g. /dev/shm; never a link, never someone else's)."""
+    found: dict[str, Path] = {}
+    for root in tmpfs_roots() if roots is None else roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.glob(f"{TMPFS_PREFIX}cl-*")):
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                found.setdefault(path.name.removeprefix(TMPFS_PREFIX), path)
+    return found
+
+
+def find_leftovers(root: Path | None = None, include_active: bool = False,
+                   tmpfs: list[Path] | None = None) -> list[Leftover]:
+    """Runs whose owner is gone (or all runs with include_active): their processes, their
+    run directory under `root` and their directory on a tmpfs under `tmpfs` (default:
+    tmpfs_roots()). A run is active while the owner named by either manifest lives."""
     root = root or runs_root()
     by_run: dict[str, list[int]] = {}
     for pid, run_id in pids_with_run_id():
         if pid != os.getpid():
             by_run.setdefault(run_id, []).append(pid)
     dirs = {p.name: p for p in root.glob("cl-*") if p.is_dir()} if root.exists() else {}
+    on_tmpfs = tmpfs_dirs(tmpfs)
     leftovers = []
-    for run_id in sorted(set(by_run) | set(dirs)):
-        directory = dirs.get(run_id)
-        if not include_active and directory is not None and _owner_alive(directory):
+    for run_id in sorted(set(by_run) | set(dirs) | set(on_tmpfs)):
+        directory, tmpfs_directory = dirs.get(run_id), on_tmpfs.get(run_id)
+        owned = [d for d in (directory, tmpfs_directory) if d is not None]
+        if not include_active and owned and any(_owner_alive(d) for d in owned):
             continue
-        if not include_active and directory is None and _any_owner_alive(by_run[run_id]):
+        if not include_active and not owned and _any_owner_alive(by_run[run_id]):
             continue
-        leftovers.append(Leftover(run_id, by_run.get(run_id, []), directory))
+        leftovers.append(Leftover(run_id, by_run.get(run_id, []), directory, tmpfs_directory))
     return leftovers
 
 
@@ -136,5 +216,5 @@ def _any_owner_alive(pids: list[int]) -> bool:
 
 def remove_leftover(leftover: Leftover) -> None:
     kill_pids(leftover.pids)
-    if leftover.directory is not None:
-        shutil.rmtree(leftover.directory, ignore_errors=True)
+    for directory in leftover.directories:
+        shutil.rmtree(directory, ignore_errors=True)

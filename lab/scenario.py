@@ -2,17 +2,15 @@
 
 A scenario file is the lab's main interface, so every mistake in one must come back as
 a sentence naming the file, the field path and what was expected — before anything
-starts. Pydantic does the structural work; the small value types here (durations,
-bounds, windows, status selectors) parse the compact strings people write in YAML.
+starts. Pydantic does the structural work; the small value types (durations and sizes
+in lab.units; bounds, windows and status selectors in lab.expectations) parse the compact
+strings people write in YAML. What a variant expects is lab.expectations' (one model per
+kind of claim); `Expectation`, `Bound`, `LEDGER_FIGURES` and `window_offset` are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +26,11 @@ from pydantic import (
 )
 
 from lab.errors import ScenarioError
+from lab.expectations import KINDS, AnyExpectation
+from lab.expectations import LEDGER_FIGURES as LEDGER_FIGURES
+from lab.expectations import Bound as Bound
+from lab.expectations import Expectation as Expectation
+from lab.expectations import window_offset as window_offset
 from lab.faults.registry import params_problems, stack_problems
 from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
 from lab.physics import SLOW_PATHS, PhysicsSpec
@@ -37,162 +40,6 @@ from lab.units import RATE_EXAMPLES, ByteSize, Duration, format_size, parse_rate
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 # ---------------------------------------------------------------- small value types
-
-
-def _eq(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "==": _eq, ">": operator.gt, "<": operator.lt,
-}
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A comparison such as '>= 10%', '== 0' or '<= 1500ms'.
-
-    `value` is normalised: rates are fractions (10% → 0.1), latencies milliseconds.
-    """
-
-    op: str
-    value: float
-    unit: str  # "", "%", "ms"
-
-    def holds(self, measured: float) -> bool:
-        return bool(_OPS[self.op](measured, self.value))
-
-    def __str__(self) -> str:
-        if self.unit == "%":
-            return f"{self.op} {self.value * 100:g}%"
-        if self.unit == "ms":
-            return f"{self.op} {self.value:g} ms"
-        return f"{self.op} {self.value:g}"
-
-
-_BOUND_RE = re.compile(r"\s*(>=|<=|==|>|<)?\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|ms|s)?\s*")
-
-
-def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
-    examples = {
-        "count": "'== 0' or '>= 20'",
-        "rate": "'>= 10%' or '<= 1%'",
-        "latency": "'<= 1500ms' or '<= 2s'",
-        "number": "'>= 1' or '== 0'",
-    }[kind]
-
-    def parse(value: Any) -> Bound:
-        if isinstance(value, Bound):
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(f"expected a bound like {examples}")
-        m = _BOUND_RE.fullmatch(str(value))
-        if not m:
-            raise ValueError(f"expected a bound like {examples}, got {value!r}")
-        op, number, unit = m.group(1) or "==", float(m.group(2)), m.group(3) or ""
-        if kind == "rate":
-            if unit == "%":
-                number /= 100
-            elif unit:
-                raise ValueError(f"a rate takes '%', got {value!r}; expected {examples}")
-            elif number > 1:
-                raise ValueError(f"a rate without '%' must be a fraction 0..1, got {value!r}")
-            if not 0 <= number <= 1:  # '>= 200%' could never hold: the run would fail forever
-                raise ValueError(f"a rate is a share from 0% to 100%, got {value!r}; "
-                                 f"expected {examples}")
-            return Bound(op, number, "%")
-        if kind == "latency":
-            if unit == "s":
-                number *= 1000
-            elif unit == "%":
-                raise ValueError(f"a latency takes 'ms' or 's', got {value!r}")
-            return Bound(op, number, "ms")
-        if unit:
-            raise ValueError(f"a {kind} takes no unit, got {value!r}; expected {examples}")
-        return Bound(op, number, "")
-
-    return BeforeValidator(parse)
-
-
-CountBound = Annotated[Bound, _bound_parser("count")]
-RateBound = Annotated[Bound, _bound_parser("rate")]
-LatencyBound = Annotated[Bound, _bound_parser("latency")]
-NumberBound = Annotated[Bound, _bound_parser("number")]
-
-# Response classes a request log entry can fall in (see lab.load.classify).
-STATUS_CLASSES = ("2xx", "4xx", "5xx", "server_errors", "other_5xx", "lying_200", "fallback",
-                  "timeout", "error")
-_STATUS_RE = re.compile(r"[1-5][0-9][0-9]")
-
-
-def _parse_status(value: Any) -> str:
-    text = str(value).strip()
-    if text in STATUS_CLASSES or _STATUS_RE.fullmatch(text):
-        return text
-    raise ValueError(
-        f"expected a status code like 500 or 503, or one of {', '.join(STATUS_CLASSES)}; "
-        f"got {value!r}"
-    )
-
-
-StatusSelector = Annotated[str, BeforeValidator(_parse_status)]
-
-_WINDOW_RE = re.compile(r"(before|fault|after)(?:\+([0-9]+(?:\.[0-9]+)?)s)?")
-
-
-def _parse_window(value: Any) -> str:
-    text = str(value).strip()
-    if _WINDOW_RE.fullmatch(text):
-        return text
-    raise ValueError(
-        "expected a window: before, fault, after, or a window that starts later such as "
-        f"'after+5s' (5 s after the fault was reverted); got {value!r}"
-    )
-
-
-WindowName = Annotated[str, BeforeValidator(_parse_window)]
-
-
-_CONDITION_RE = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|>|<)\s*"
-                           r"(-?[0-9]+(?:\.[0-9]+)?)\s*")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """'checkout_breaker_open >= 1': a sampled checkout metric compared with a number."""
-
-    metric: str
-    bound: Bound
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.bound}"
-
-
-def _parse_condition(value: Any) -> Condition:
-    if isinstance(value, Condition):
-        return value
-    m = _CONDITION_RE.fullmatch(str(value))
-    if not m:
-        raise ValueError(f"expected '<metric> <op> <number>' such as "
-                         f"'checkout_breaker_open >= 1', got {value!r}")
-    return Condition(m.group(1), Bound(m.group(2), float(m.group(3)), ""))
-
-
-MetricCondition = Annotated[Condition, BeforeValidator(_parse_condition)]
-
-# Figures of a run's payment ledger (lab.ledger), for `ledger:` expectations.
-LEDGER_FIGURES = ("charges", "double_charges", "duplicate_attempts", "charged_without_order",
-                  "unmatched_charges", "confirmed_orders", "pending_orders",
-                  "pending_unaccounted", "fallback_responses", "double_charged_refs",
-                  "confirmed_without_charge", "pending_not_queued", "queued_not_pending",
-                  "queued_without_order", "duplicate_order_refs")
-
-
-def window_offset(window: str) -> tuple[str, float]:
-    """'after+5s' → ('after', 5.0)."""
-    m = _WINDOW_RE.fullmatch(window)
-    assert m is not None  # validated at load time
-    return m.group(1), float(m.group(2) or 0)
 
 
 def _env_value(value: Any) -> str:
@@ -387,151 +234,14 @@ class FaultSpec(_Strict):
         return self
 
 
-class Expectation(_Strict):
-    """One claim about the run, checked against what was measured.
-
-    Exactly one subject: a status/class share or count, a latency percentile, /health
-    samples, a sampled metric, or a figure of the run's payment ledger.
-
-    A status expectation with an upper bound above zero (`rate: "<= 40%"`, `count: "< 50"`)
-    is also an *allowance*: in its window, the requests it selects are judged by it and
-    left out of the mitigation's built-in honest line (see lab.expect.honest_verdict).
-    A lying 200 is never allowed that way. A status expectation naming `4xx` or a 4xx code
-    makes those answers honest for the honest line.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    window: WindowName | None = None
-    status: StatusSelector | None = None
-    #: Only responses whose problem+json `reason` is this (e.g. breaker_open).
-    reason: str | None = Field(None, pattern=r"^[a-z0-9_]+$")
-    count: CountBound | None = None
-    rate: RateBound | None = None
-    retry_after: bool = False
-    p50: LatencyBound | None = None
-    p99: LatencyBound | None = None
-    health: StatusSelector | None = None
-    metric: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-    #: Whose /health or /metrics: checkout (default), router, proxy, payments.
-    service: Literal["checkout", "router", "proxy", "payments"] | None = None
-    max: NumberBound | None = None
-    min: NumberBound | None = None
-    #: How much a counter rose: from the last sample before the window to the last in it.
-    increase: NumberBound | None = None
-    #: Count only seconds when a checkout metric met this, e.g. 'checkout_breaker_open >= 1'.
-    while_: MetricCondition | None = Field(None, alias="while")
-    #: A checkout counter that rises each time the `while` condition starts to hold (e.g.
-    #: checkout_breaker_opened). Two samples a second apart cannot see the condition end
-    #: and hold again between them; with this counter, intervals in which it rose are
-    #: left out, so only time within one unbroken episode counts.
-    episodes: str | None = Field(None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-    ledger: Literal[LEDGER_FIGURES] | None = None  # type: ignore[valid-type]
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _one_subject(self) -> Expectation:
-        latency = self.p50 is not None or self.p99 is not None
-        amount = self.count is not None or self.rate is not None
-        if self.count is not None and self.rate is not None:
-            raise ValueError("give either 'count' or 'rate', not both")
-        stats = [b for b in (self.max, self.min, self.increase) if b is not None]
-        if self.ledger is not None:
-            if self.window is not None:
-                raise ValueError("a 'ledger' figure is counted over the whole run: no 'window'")
-            if (self.status or self.health or self.metric or self.rate or latency or stats
-                    or self.retry_after or self.count is None):
-                raise ValueError("a 'ledger' expectation takes only 'count'")
-            return self
-        if self.window is None:
-            raise ValueError("required field 'window' is missing")
-        if self.service is not None and self.metric is None and self.health is None:
-            raise ValueError("'service' goes with 'metric' or 'health'")
-        if self.reason is not None and (self.metric or self.health or self.status is None):
-            raise ValueError("'reason' narrows a 'status' expectation")
-        if self.metric is not None:
-            if self.status or self.health or amount or latency or self.retry_after:
-                raise ValueError("a 'metric' expectation takes only 'max', 'min' or 'increase'")
-            if len(stats) != 1:
-                raise ValueError(
-                    "a 'metric' expectation needs exactly one of 'max', 'min' or 'increase'")
-            if self.while_ is not None and self.increase is None:
-                raise ValueError("'while' goes with 'increase'")
-            if self.episodes is not None and self.while_ is None:
-                raise ValueError("'episodes' goes with 'while'")
-            return self
-        if stats:
-            raise ValueError("'max'/'min'/'increase' go with 'metric'")
-        if self.while_ is not None or self.episodes is not None:
-            raise ValueError("'while' and 'episodes' go with 'metric' and 'increase'")
-        if self.health is not None:
-            if self.status or latency or self.retry_after:
-                raise ValueError("a 'health' expectation takes only 'count' or 'rate'")
-            if not amount:
-                raise ValueError("a 'health' expectation needs 'count' or 'rate'")
-            return self
-        if latency:
-            if amount:
-                raise ValueError("give a latency bound (p50/p99) or a count/rate, not both")
-            return self
-        if self.status is None:
-            raise ValueError(
-                "expected one of: 'status' with 'count'/'rate'/'retry_after', "
-                "'p50'/'p99', 'health' with 'count'/'rate', or 'metric' with 'max'/'min'"
-            )
-        if not amount and not self.retry_after:
-            raise ValueError("a 'status' expectation needs 'count', 'rate' or 'retry_after: true'")
-        return self
-
-    @property
-    def text(self) -> str:
-        """The expectation as a sentence, for tables and results."""
-        if self.ledger is not None:
-            return f"[run] ledger {self.ledger} {self.count}"
-        where = f"[{self.window}]"
-        whose = f"{self.service} " if self.service and self.service != "checkout" else ""
-        if self.metric is not None:
-            stat, limit = next((n, b) for n, b in (("max", self.max), ("min", self.min),
-                                                     ("increase", self.increase))
-                               if b is not None)
-            during = f" while {self.while_}" if self.while_ is not None else ""
-            return f"{where} {stat} of {whose}{self.metric}{during} {limit}"
-        if self.health is not None:
-            return f"{where} {whose}/health answered {self.health} {self._amount_text()}"
-        status = f"{self.status} ({self.reason})" if self.reason else self.status
-        if self.p50 is not None or self.p99 is not None:
-            which = "p50" if self.p50 is not None else "p99"
-            bound = self.p50 if self.p50 is not None else self.p99
-            of = f" of {status}" if self.status else ""
-            return f"{where} {which} latency{of} {bound}"
-        parts = []
-        if self.count is not None or self.rate is not None:
-            parts.append(f"{status} {self._amount_text()}")
-        if self.retry_after:
-            parts.append(f"every {self.status} carries Retry-After")
-        return f"{where} " + "; ".join(parts)
-
-    def metric_stat(self) -> tuple[str, Bound]:
-        """('max' | 'min' | 'increase', its bound) of a metric expectation."""
-        for stat, bound in (("max", self.max), ("min", self.min), ("increase", self.increase)):
-            if bound is not None:
-                return stat, bound
-        raise ValueError("not a metric expectation")
-
-    def _amount_text(self) -> str:
-        if self.count is not None:
-            return f"count {self.count}"
-        return f"share {self.rate}"
-
-
 class Variant(_Strict):
     """One way to run the scenario: the incident (`baseline`) or a mitigation.
 
     A mitigation is also judged by a built-in line: every answer from the fault's start
     to the end of the load is honest (2xx, 503 with Retry-After, an expected 4xx, or left
-    to an allowance — see Expectation). A variant that exists to show a problem (a control,
-    an anti-pattern) sets `shows_problem` and is judged by its own expectations only, as
-    the baseline always is.
+    to an allowance — see lab.expectations.StatusExpectation). A variant that exists to
+    show a problem (a control, an anti-pattern) sets `shows_problem` and is judged by its
+    own expectations only, as the baseline always is.
     """
 
     description: str = ""
@@ -542,7 +252,7 @@ class Variant(_Strict):
     fault: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the fault's params for this variant"
     )
-    expect: list[Expectation] = Field(min_length=1)
+    expect: list[AnyExpectation] = Field(min_length=1)
 
 
 class Scenario(_Strict):
@@ -606,8 +316,16 @@ class Scenario(_Strict):
 # ---------------------------------------------------------------- loading
 
 
+_KIND_TAGS = frozenset(k.kind for k in KINDS)
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+    """The field path as written: without the tag pydantic adds after `expect.<n>` for the
+    expectation kind it chose (the file never names one)."""
+    parts = [p for i, p in enumerate(loc)
+             if not (p in _KIND_TAGS and i >= 2 and loc[i - 2] == "expect"
+                     and isinstance(loc[i - 1], int))]
+    return ".".join(str(p) for p in parts) or "(top level)"
 
 
 def _describe(error: Any) -> str:

@@ -26,12 +26,7 @@ _UNIT_SCALE = {"%": 0.01, "ms": 1.0, "": 1.0}
 def value_bound(exp: Expectation) -> Bound | None:
     """The bound an expectation's numeric `value` was compared with (None when the value
     is not compared with one, e.g. `retry_after` alone)."""
-    if exp.metric is not None:
-        return exp.metric_stat()[1]
-    for bound in (exp.count, exp.rate, exp.p50, exp.p99):
-        if bound is not None:
-            return bound
-    return None
+    return exp.value_bound()
 
 
 def margin(bound: Bound, values: Sequence[float]) -> float | None:

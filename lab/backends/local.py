@@ -1,11 +1,12 @@
 """The local backend: the stack as processes on this machine, bound to 127.0.0.1.
 
 Postgres starts on a copy of the cached, seeded data set (lab.pgdata: built once per
-server, schema and size; the first run of a size builds it), while the payment gateway
-stub and the fault proxy in front of it import. Then the checkout instances, which call
-the gateway through the proxy; once they answer, the router in front of them (load always
-enters through it). On every way out of the `up()` context the services are stopped
-together, Postgres last, and the run directory removed.
+server, schema and size; the first run of a size builds it; the copy on a tmpfs when one
+can take it, see lab.pgdata.place_data_copy), while the payment gateway stub and the fault
+proxy in front of it import. Then the checkout instances, which call the gateway through
+the proxy; once they answer, the router in front of them (load always enters through it).
+On every way out of the `up()` context the services are stopped together, Postgres last,
+and the run's directories (the run directory, the tmpfs one) removed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lab.backends.base import (
 from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
-from lab.pgdata import seeded_data_dir
+from lab.pgdata import DataCopyPlace, place_data_copy, seeded_data_dir
 from lab.postgres import PostgresServer, free_port
 from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env, stop_all
 from lab.runs import RunDir
@@ -54,6 +55,8 @@ class LocalStackHandle:
     #: Each checkout instance's data directory on a tmpfs of this size (disk-full).
     data_volume_bytes: int | None = None
     run_dir: Path = Path()
+    #: Where Postgres runs (its `data/` and socket) and why there (place_data_copy).
+    pg_place: DataCopyPlace | None = None
 
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustProcess:
         return LocustProcess(spec, self.stack.entry_url, run_id=self.stack.run_id,
@@ -189,7 +192,7 @@ class LocalBackend:
         started = time.monotonic()
         run_dir = RunDir.create(request.run_id)
         logs = run_dir.subdir("logs")
-        postgres = PostgresServer(run_dir.path / "pg", request.run_id, logs)
+        postgres: PostgresServer | None = None
         handle = LocalStackHandle(
             Stack(backend=self.name, run_id=request.run_id, entry_url="", db_dsn="",
                   instances=[], work_dir=str(run_dir.path)),
@@ -208,6 +211,8 @@ class LocalBackend:
             # The copy first, on a CPU of its own: it heads the longest chain (copy,
             # Postgres, checkout). The gateway stub and the fault proxy import while
             # Postgres starts; the checkouts start once it answers.
+            handle.pg_place = place_data_copy(template, run_dir.path, request.run_id)
+            postgres = PostgresServer(handle.pg_place.directory, request.run_id, logs)
             await postgres.prepare(template=template)
             waits = self._launch_gateway(handle, request)
             await postgres.run()
@@ -239,8 +244,13 @@ class LocalBackend:
                 # close their pools on it.
                 stop_all(list(reversed(handle.processes)))
             finally:
-                postgres.stop()
-                run_dir.remove()
+                try:
+                    if postgres is not None:
+                        postgres.stop()
+                finally:
+                    if handle.pg_place is not None:
+                        handle.pg_place.remove()
+                    run_dir.remove()
 
     @staticmethod
     def _spawn(handle: LocalStackHandle, request: StackRequest, name: str, module: str,

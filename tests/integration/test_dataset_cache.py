@@ -1,11 +1,15 @@
-"""The seeded data set is built once and every stack runs on its own copy of it: real
-Postgres, real services, through the local backend."""
+"""The seeded data set is built once and every stack runs on its own copy of it, on the
+tmpfs (/dev/shm) and gone with the stack: real Postgres, real services, through the local
+backend."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,9 @@ import pytest
 import lab.pgdata
 from lab.backends.base import StackRequest
 from lab.backends.local import LocalBackend
-from lab.postgres import PostgresServer
+from lab.postgres import PostgresServer, _server_user
 from lab.processes import pids_with_run_id
-from lab.runs import RunDir, new_run_id
+from lab.runs import TMPFS_ENV, RunDir, new_run_id
 from lab.services.checkout.schema import CART_ITEMS_INDEX, DROP_CART_ITEMS_INDEX, migrate
 
 CARTS, ITEMS = 2000, 5
@@ -82,6 +86,24 @@ async def change(dsn: str) -> None:
         await conn.close()
 
 
+async def data_directory(dsn: str) -> Path:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return Path(await conn.fetchval("SHOW data_directory"))
+    finally:
+        await conn.close()
+
+
+def on_tmpfs(path: Path) -> bool:
+    done = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.strip() == "tmpfs"
+
+
+class Thrown(Exception):
+    pass
+
+
 def test_two_stacks_run_on_copies_of_one_data_set_built_once(
     runs_root: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +115,7 @@ def test_two_stacks_run_on_copies_of_one_data_set_built_once(
         await build(partial, *args)
 
     monkeypatch.setattr(lab.pgdata, "_build", counted)
+    monkeypatch.delenv(TMPFS_ENV, raising=False)  # the default: /dev/shm
     backend = LocalBackend(dataset_cache=cache_root)
     first, second = new_run_id(), new_run_id()
 
@@ -103,12 +126,20 @@ def test_two_stacks_run_on_copies_of_one_data_set_built_once(
             seen["entry"] = entry
             seen["cached_before"] = snapshot(entry)
             seen["a_fresh"] = await db_state(a.stack.db_dsn)
+            seen["a_place"] = a.pg_place
+            seen["a_data"] = data_directory_facts(await data_directory(a.stack.db_dsn))
             await change(a.stack.db_dsn)
             seen["a_changed"] = await db_state(a.stack.db_dsn)
-            # The second stack starts while the first still runs on its changed copy.
-            async with backend.up(StackRequest(second, 1, {}, CARTS, ITEMS)) as b:
-                seen["b"] = await db_state(b.stack.db_dsn)
-                seen["builds_after_b"] = len(builds)
+            # The second stack starts while the first still runs on its changed copy, and
+            # is left by an exception: its tmpfs directory goes all the same.
+            with pytest.raises(Thrown):
+                async with backend.up(StackRequest(second, 1, {}, CARTS, ITEMS)) as b:
+                    seen["b"] = await db_state(b.stack.db_dsn)
+                    seen["builds_after_b"] = len(builds)
+                    seen["b_data"] = await data_directory(b.stack.db_dsn)
+                    raise Thrown
+            seen["b_data_after_b"] = seen["b_data"].exists()
+            seen["a_data_after_b"] = seen["a_data"]["path"].exists()
             seen["a_after_b"] = await db_state(a.stack.db_dsn)
         seen["cached_after"] = snapshot(entry)
         seen["in_place"] = await seeded_in_place()
@@ -136,3 +167,54 @@ def test_two_stacks_run_on_copies_of_one_data_set_built_once(
     assert (entry / "data").stat().st_mode & 0o777 == 0o700
     for run_id in (first, second):
         assert list(pids_with_run_id(run_id)) == []
+    # Each stack's server ran on a copy on the tmpfs, in a directory named by its run id,
+    # as the copy in the run directory did (0700, the server user's); gone with the stack.
+    shm = Path("/dev/shm")
+    assert seen["a_place"].tmpfs is not None, seen["a_place"].why
+    a_data = seen["a_data"]
+    assert a_data == {"path": shm / f"chaoslab-{first}" / "pg" / "data", "tmpfs": True,
+                      "mode": 0o700, "owner": server_uid()}
+    assert seen["b_data"] == shm / f"chaoslab-{second}" / "pg" / "data"
+    assert seen["a_data_after_b"] and not seen["b_data_after_b"]
+    for run_id in (first, second):
+        assert not (shm / f"chaoslab-{run_id}").exists()
+
+
+def data_directory_facts(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": path, "tmpfs": on_tmpfs(path), "mode": st.st_mode & 0o777,
+            "owner": st.st_uid}
+
+
+def server_uid() -> int:
+    user = _server_user()
+    return os.geteuid() if user is None else pwd.getpwnam(user).pw_uid
+
+
+def test_a_stack_cancelled_while_starting_leaves_nothing_on_the_tmpfs(
+    runs_root: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C and SIGTERM reach a stack as a cancellation (lab.cli._run_async); here it
+    comes once the copy is on the tmpfs and Postgres is starting."""
+    monkeypatch.delenv(TMPFS_ENV, raising=False)
+    backend = LocalBackend(dataset_cache=cache_root)
+    run_id = new_run_id()
+    own = Path("/dev/shm") / f"chaoslab-{run_id}"
+
+    async def scenario() -> bool:
+        async def start() -> None:
+            async with backend.up(StackRequest(run_id, 1, {}, CARTS, ITEMS)):
+                raise AssertionError("the stack came up before it was cancelled")
+
+        task = asyncio.create_task(start())
+        while not (own / "pg" / "data" / "PG_VERSION").exists():
+            assert not task.done(), task
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return True
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not own.exists()
+    assert list(pids_with_run_id(run_id)) == []
