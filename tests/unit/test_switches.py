@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab.services.checkout.config import CheckoutConfig, ConfigError
-from lab.services.checkout.switches import SWITCHES, USER_SWITCHES, Switch
+from lab.services.checkout.switches import SWITCHES, USER_SWITCHES, Switch, markdown_table
 from tests.unit.scenario_docs import problems_if_any
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -116,3 +116,19 @@ def test_the_readme_lists_every_switch_with_its_default() -> None:
             assert shown == str(default).lower(), name
         else:
             assert float(shown) == default, name
+
+
+def test_the_readme_table_is_the_one_rendered_from_the_switch_table() -> None:
+    section = README.read_text().split("### The checkout service's switches", 1)[1]
+    lines = [line for line in section.split("\n#", 1)[0].splitlines() if line.startswith("|")]
+    assert "\n".join(lines) + "\n" == markdown_table(), (
+        "README.md's table of the checkout's switches differs from SWITCHES: run "
+        "`python -m lab.services.checkout.switches --markdown` and paste its output over "
+        "the table")
+
+
+def test_public_config_lists_every_kept_switch_from_the_table() -> None:
+    c = CheckoutConfig.from_env({**SERVICE_ENV, "DATABASE_URL": "postgresql://lab:pw@h/shop"})
+    kept = [name for name, s in SWITCHES.items() if s.field]
+    assert list(c.public()) == [*kept, "MISSING_REQUIRED"]
+    assert c.public()["DATABASE_URL"] == "postgresql://lab:***@h/shop"

@@ -12,7 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .config import CheckoutConfig, ConfigError, EnvReader, redact_dsn
+from lab.services.env import EnvReader
+
+from .config import CheckoutConfig, ConfigError, redact_dsn
+from .switches import SWITCHES
 
 USAGE = "usage: python -m lab.services.checkout [serve|migrate]"
 
@@ -39,9 +42,9 @@ def _serve() -> int:
 def _migrate() -> int:
     env = EnvReader(os.environ)
     try:
-        dsn: str = env.switch("DATABASE_URL")
-        carts: int = env.switch("SEED_CARTS")
-        items: int = env.switch("SEED_ITEMS_PER_CART")
+        dsn: str = env.switch(SWITCHES["DATABASE_URL"])
+        carts: int = env.switch(SWITCHES["SEED_CARTS"])
+        items: int = env.switch(SWITCHES["SEED_ITEMS_PER_CART"])
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -5,9 +5,10 @@ the diff between baseline and a mitigation is a few environment variables. All v
 validated before the port is bound: a bad value is a `ConfigError` whose `str()` is the one
 `STARTUP_FAILURE: <VAR>: expected <what>, got '<value>'` line the CLI prints before exiting 2.
 
-What each variable is — type, default, bounds — lives in one table, `switches.SWITCHES`,
-which the scenario loader reads too, so a scenario cannot set a value the service would
-refuse. A new key goes into that table, then into `CheckoutConfig` and `from_env`.
+What each variable is — type, default, bounds, the field it fills — lives in one table,
+`switches.SWITCHES`, which the scenario loader reads too, so a scenario cannot set a value
+the service would refuse. `from_env` and `public()` walk that table; a new key goes into
+it and into the dataclass that holds its field.
 """
 
 from __future__ import annotations
@@ -16,48 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.services.env import ConfigError as ConfigError
+from lab.services.env import EnvReader as EnvReader
+from lab.services.env import redact_dsn as redact_dsn
+
 from .switches import CACHE_STRATEGIES as CACHE_STRATEGIES
-from .switches import INT32_MAX, SWITCHES, Switch, raw_value, read_switches
-from .switches import ConfigError as ConfigError
-from .switches import redact_dsn as redact_dsn
-
-
-class EnvReader:
-    """Typed getters over an environment mapping; each raises `ConfigError` naming the key.
-
-    The checkout's own variables are read with `switch(name)` from the table; the other
-    services (router, proxy, gateway) describe theirs inline with the same parsers.
-    Empty strings count as unset so `FOO=` in a compose file means "use the default".
-    """
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def raw(self, name: str) -> str | None:
-        return raw_value(self._env, name)
-
-    def switch(self, name: str) -> Any:
-        """A checkout variable, parsed as the table says."""
-        return SWITCHES[name].read(self._env)
-
-    def string(self, name: str, default: str | None = None, *, what: str = "a string") -> str:
-        return str(Switch(name, "string", default, required=default is None, what=what)
-                   .read(self._env))
-
-    def integer(
-        self,
-        name: str,
-        default: int | None = None,
-        *,
-        minimum: int = 0,
-        maximum: int = INT32_MAX,
-    ) -> int:
-        return int(Switch(name, "integer", default, minimum=minimum, maximum=maximum,
-                          required=default is None).read(self._env))
-
-    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
-        return float(Switch(name, "number", default, minimum=minimum, maximum=maximum)
-                     .read(self._env))
+from .switches import SWITCHES, read_switches
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,68 +97,39 @@ class CheckoutConfig:
         return {}
 
     def public(self) -> dict[str, Any]:
-        """The config as logged at start-up: no secrets (the DSN password is masked)."""
-        return {
-            "CHECKOUT_HOST": self.host,
-            "CHECKOUT_PORT": self.port,
-            "CHECKOUT_INSTANCE": self.instance,
-            "DATABASE_URL": redact_dsn(self.database_url),
-            "DB_POOL_MIN": self.db_pool_min,
-            "DB_POOL_MAX": self.db_pool_max,
-            "DB_ACQUIRE_TIMEOUT_MS": self.db_acquire_timeout_ms,
-            "DB_STATEMENT_TIMEOUT_MS": self.db_statement_timeout_ms,
-            "DB_ERRORS_AS_503": self.db_errors_as_503,
-            "RETRY_AFTER_S": self.retry_after_s,
-            "READINESS_MAX_POOL_USE": self.readiness_max_pool_use,
-            "READINESS_POOL_GRACE_MS": self.readiness_pool_grace_ms,
-            "SESSION_TTL_MS": self.session_ttl_ms,
-            "SHUTDOWN_TIMEOUT_S": self.shutdown_timeout_s,
-            **self.payments.public(),
-            **self.config_checks.public(),
-            "DATA_DIR": self.data_dir,
-            "DEGRADE_RECEIPT_WRITES": self.degrade_receipt_writes,
-            "WRITE_FAILURE_LOG_INTERVAL_MS": self.write_failure_log_interval_ms,
-            "READINESS_MAX_DISK_USE": self.readiness_max_disk_use,
-            "LOG_MAX_BYTES": self.log_max_bytes,
-            "LOG_BACKUPS": self.log_backups,
-            "CATALOG_CACHE_TTL_MS": self.catalog_cache_ttl_ms,
-            "CATALOG_CACHE_STRATEGY": self.catalog_cache_strategy,
-            "CATALOG_CACHE_MAX_STALE_MS": self.catalog_cache_max_stale_ms,
-            "CATALOG_XFETCH_BETA": self.catalog_xfetch_beta,
-        }
+        """The config as logged at start-up, in table order: every switch it keeps (a
+        secret it does not keep is not there), the DSN's password masked."""
+        out: dict[str, Any] = {}
+        for s in SWITCHES.values():
+            if s.field:
+                value = _attribute(self, s.field)
+                out[s.name] = redact_dsn(value) if s.kind == "postgres_dsn" else value
+        out["MISSING_REQUIRED"] = list(self.config_checks.missing)
+        return out
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CheckoutConfig:
         """Parse and validate; raises `ConfigError` on the first bad key, in table order."""
         v = read_switches(env)
-        return cls(
-            host=v["CHECKOUT_HOST"],
-            port=v["CHECKOUT_PORT"],
-            instance=v["CHECKOUT_INSTANCE"],
-            database_url=v["DATABASE_URL"],
-            db_pool_min=v["DB_POOL_MIN"],
-            db_pool_max=v["DB_POOL_MAX"],
-            db_acquire_timeout_ms=v["DB_ACQUIRE_TIMEOUT_MS"],
-            db_statement_timeout_ms=v["DB_STATEMENT_TIMEOUT_MS"],
-            db_errors_as_503=v["DB_ERRORS_AS_503"],
-            retry_after_s=v["RETRY_AFTER_S"],
-            readiness_max_pool_use=v["READINESS_MAX_POOL_USE"],
-            session_ttl_ms=v["SESSION_TTL_MS"],
-            shutdown_timeout_s=v["SHUTDOWN_TIMEOUT_S"],
-            readiness_pool_grace_ms=v["READINESS_POOL_GRACE_MS"],
-            payments=PaymentSettings.from_values(v),
-            config_checks=ConfigChecks.from_values(v),
-            data_dir=v["DATA_DIR"],
-            degrade_receipt_writes=v["DEGRADE_RECEIPT_WRITES"],
-            write_failure_log_interval_ms=v["WRITE_FAILURE_LOG_INTERVAL_MS"],
-            readiness_max_disk_use=v["READINESS_MAX_DISK_USE"],
-            log_max_bytes=v["LOG_MAX_BYTES"],
-            log_backups=v["LOG_BACKUPS"],
-            catalog_cache_ttl_ms=v["CATALOG_CACHE_TTL_MS"],
-            catalog_cache_strategy=v["CATALOG_CACHE_STRATEGY"],
-            catalog_cache_max_stale_ms=v["CATALOG_CACHE_MAX_STALE_MS"],
-            catalog_xfetch_beta=v["CATALOG_XFETCH_BETA"],
-        )
+        return cls(**_fields(v, ""), payments=PaymentSettings.from_values(v),
+                   config_checks=ConfigChecks.from_values(v))
+
+
+def _fields(values: Mapping[str, Any], under: str) -> dict[str, Any]:
+    """`read_switches`' values by the field each fills: top-level ones (`under` = ""), or
+    those of one nested settings object ("payments")."""
+    out = {}
+    for s in SWITCHES.values():
+        owner, _, name = s.field.rpartition(".")
+        if s.field and owner == under:
+            out[name] = values[s.name]
+    return out
+
+
+def _attribute(obj: object, path: str) -> Any:
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,34 +163,7 @@ class PaymentSettings:
     @classmethod
     def from_values(cls, v: Mapping[str, Any]) -> PaymentSettings:
         """From `read_switches`' values (which also refuse fallback with swallowing)."""
-        return cls(
-            url=v["PAYMENT_URL"],
-            timeout_ms=v["PAYMENT_TIMEOUT_MS"],
-            retries=v["PAYMENT_RETRIES"],
-            retry_backoff_ms=v["PAYMENT_RETRY_BACKOFF_MS"],
-            idempotency_keys=v["PAYMENT_IDEMPOTENCY_KEYS"],
-            errors_as_503=v["PAYMENT_ERRORS_AS_503"],
-            breaker=v["PAYMENT_BREAKER"],
-            breaker_failures=v["PAYMENT_BREAKER_FAILURES"],
-            breaker_reset_ms=v["PAYMENT_BREAKER_RESET_MS"],
-            fallback=v["PAYMENT_FALLBACK"],
-            swallow_errors=v["PAYMENT_SWALLOW_ERRORS"],
-        )
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "PAYMENT_URL": self.url,
-            "PAYMENT_TIMEOUT_MS": self.timeout_ms,
-            "PAYMENT_RETRIES": self.retries,
-            "PAYMENT_RETRY_BACKOFF_MS": self.retry_backoff_ms,
-            "PAYMENT_IDEMPOTENCY_KEYS": self.idempotency_keys,
-            "PAYMENT_ERRORS_AS_503": self.errors_as_503,
-            "PAYMENT_BREAKER": self.breaker,
-            "PAYMENT_BREAKER_FAILURES": self.breaker_failures,
-            "PAYMENT_BREAKER_RESET_MS": self.breaker_reset_ms,
-            "PAYMENT_FALLBACK": self.fallback,
-            "PAYMENT_SWALLOW_ERRORS": self.swallow_errors,
-        }
+        return cls(**_fields(v, "payments"))
 
 
 class RequiredVariableMissing(ConfigError):
@@ -286,16 +195,7 @@ class ConfigChecks:
     def from_values(cls, v: Mapping[str, Any]) -> ConfigChecks:
         missing = ("PAYMENT_API_KEY",) if (
             v["PAYMENT_URL"] is not None and v["PAYMENT_API_KEY"] is None) else ()
-        checks = cls(
-            startup_validation=v["STARTUP_VALIDATION"],
-            readiness_checks_config=v["READINESS_CHECKS_CONFIG"],
-            missing=missing,
-        )
+        checks = cls(**_fields(v, "config_checks"), missing=missing)
         if checks.startup_validation and missing:
             raise RequiredVariableMissing(missing[0])
         return checks
-
-    def public(self) -> dict[str, Any]:
-        return {"STARTUP_VALIDATION": self.startup_validation,
-                "READINESS_CHECKS_CONFIG": self.readiness_checks_config,
-                "MISSING_REQUIRED": list(self.missing)}

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from lab.services.checkout.config import ConfigError, EnvReader
+from lab.services.env import ConfigError, EnvReader
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from lab.services.checkout.config import ConfigError, EnvReader
+from lab.services.env import ConfigError, EnvReader
 from lab.services.serving import until_stopped
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from lab.services.checkout.config import ConfigError, EnvReader
+from lab.services.env import ConfigError, EnvReader
 from lab.services.serving import until_stopped
 
 from .health import CheckRule
