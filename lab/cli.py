@@ -388,8 +388,13 @@ def cmd_conditions(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for run in runs:
-        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s, results in "
-              f"{Path(args.out) / (run.condition.name + '.json')}")
+        overhead = run.median_overhead_s
+        print(f"{run.condition.name}: {run.condition.what}; {run.wall_s:.0f} s against "
+              f"{run.load_windows_s:.0f} s of load windows "
+              f"({run.wall_s / max(run.load_windows_s, 1e-9):.2f}×"
+              + (f", median overhead per variant {overhead:.1f} s" if overhead is not None
+                 else "")
+              + f"); results in {Path(args.out) / (run.condition.name + '.json')}")
     held = all_held(runs)
     print("every baseline reproduced and every mitigation held in every condition" if held
           else "verdicts differ between conditions: see the FAIL cells")
