@@ -42,8 +42,11 @@ from lab.sampler import Sample, Sampler
 from lab.scenario import LoadSpec, Scenario
 from lab.services.checkout.switches import read_switches
 
-# How long Locust may take to wind down after its run time before it is stopped.
-LOAD_STOP_GRACE_S = 5.0
+# Locust starts sending about a second after its process is spawned (imports), so its own
+# run time ends that much after the load window; requests sent after the window are in no
+# window, so it is stopped when the window ends, after this grace for the answers to
+# requests sent just before it (a healthy answer takes milliseconds).
+LOAD_STOP_GRACE_S = 0.5
 
 
 @dataclass
