@@ -78,3 +78,24 @@ def test_a_chart_per_variant_and_alerts() -> None:
     assert page.count('<figure class="timeline-chart"><svg') == 3
     assert page.count("HighErrorRate") == 3  # one alerts table per variant
     assert "PoolSaturation" in page
+
+
+def test_a_physics_variant_shows_its_calibration_its_mechanism_and_why_not() -> None:
+    from lab.physics import Measurement, PhysicsSpec, size_load
+
+    cal = size_load(PhysicsSpec(slow_path="cart-lookup", fault_demand=2.5, longest_wait=1.5),
+                    Measurement("EXPLAIN ANALYZE", [79.0], [0.1], 2, 10, 0.2), 1.0, 1000)
+    physical = variant("baseline", [rec(5 + t * 0.5, 201) for t in range(10)])
+    physical |= {"passed": False, "calibration": cal.to_json(), "mechanism": {
+        "slow_path": "cart-lookup", "arrived_per_s": 63.0, "served_per_s": 62.0,
+        "demand": 1.02, "dropped": 0, "pool": 10, "pool_waiting_max": 2.0,
+        "longest_wait_s": 0.4, "session_ttl_s": 1.0,
+        "why_not": "no wait outlived the 1 s session (longest 0.4 s): raise physics.longest_wait"}}
+    page = render_html({"schema_version": 2, "passed": False, "variants": [physical]})
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "calibration: cart lookup without the index 79.0 ms" in text
+    assert "load 63/s (2.5× the capacity)" in text
+    assert "physics: 63/s arrived, 62/s served (1.02×)" in text
+    assert "why it did not reproduce: no wait outlived the 1 s session" in text
+    # a scenario without physics shows none of it
+    assert "calibration:" not in re.sub(r"<[^>]+>", "", render_html(RESULTS))
