@@ -19,7 +19,7 @@ from lab.backends.base import Backend, StackRequest, wait_http_ok
 from lab.backends.local import LocalBackend
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import read_request_log
-from lab.postgres import free_port
+from lab.ports import free_port
 from lab.processes import REPO_ROOT, ManagedProcess, python_env
 from lab.runner import run_variant
 from lab.runs import RunDir, new_run_id

@@ -17,7 +17,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 import asyncpg
 
 from lab.errors import BackendError
+from lab.ports import free_port
 from lab.processes import ManagedProcess
 
 SUPERUSER = "lab"
@@ -43,21 +43,6 @@ SERVER_SETTINGS = {
     "max_parallel_workers_per_gather": "0",
     "log_min_messages": "warning",
 }
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1, never one this process handed out before: a stack draws
-    several ports before any service binds, and the kernel may offer the same one twice."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def _has_server(bindir: Path) -> bool:

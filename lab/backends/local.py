@@ -33,7 +33,8 @@ from lab.backends.controls import HttpProxyControl, HttpRouterControl
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
 from lab.pgdata import DataCopyPlace, place_data_copy, seeded_data_dir
-from lab.postgres import PostgresServer, free_port
+from lab.ports import free_port
+from lab.postgres import PostgresServer
 from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env, stop_all
 from lab.runs import RunDir
 from lab.scenario import LoadSpec

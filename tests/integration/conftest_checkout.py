@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.postgres import PostgresServer, free_port
+from lab.ports import free_port
+from lab.postgres import PostgresServer
 from lab.processes import ManagedProcess, python_env
 
 

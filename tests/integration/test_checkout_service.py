@@ -27,7 +27,8 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.postgres import PostgresServer, free_port
+from lab.ports import free_port
+from lab.postgres import PostgresServer
 from lab.processes import python_env
 from lab.services.checkout.schema import CART_ITEMS_INDEX
 from tests.integration.conftest_checkout import (

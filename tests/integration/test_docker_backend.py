@@ -316,7 +316,7 @@ def test_workshop_compose_stack_takes_inject_and_revert(
     import urllib.error
     import urllib.request
 
-    from lab.postgres import free_port
+    from lab.ports import free_port
 
     compose = shutil.which("docker-compose")
     if compose is None:

@@ -17,7 +17,7 @@ import pytest
 from lab.backends.base import wait_http_ok
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import read_request_log
-from lab.postgres import free_port
+from lab.ports import free_port
 from lab.processes import REPO_ROOT, ManagedProcess, python_env
 from lab.results import ArrivalAccount, Windows, load_summary
 from lab.runs import RunDir, new_run_id
