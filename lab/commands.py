@@ -1,8 +1,8 @@
-"""The one place one-shot commands run: `pip wheel`, the `unshare` probe, … (long-lived
-children are lab.processes'). Output is captured; a command that cannot start, times out
-or exits non-zero raises `CommandFailed` with the command, its exit code and the tail of
-its stderr, so every caller reports a failure the same way. `run_async` is the same call
-in a thread, for code on the event loop."""
+"""The one place one-shot commands run: `pip wheel`, the `unshare` probe, `initdb`,
+`postgres --version`, … (long-lived children are lab.processes'). Output is captured; a
+command that cannot start, times out or exits non-zero raises `CommandFailed` with the
+command, its exit code and the tail of its stderr, so every caller reports a failure the
+same way. `run_async` is the same call in a thread, for code on the event loop."""
 
 from __future__ import annotations
 

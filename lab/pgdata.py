@@ -32,13 +32,13 @@ import os
 import pwd
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import commands
 from lab.errors import BackendError
 from lab.postgres import (
     INITDB_ARGS,
@@ -128,10 +128,8 @@ _identities: dict[Path, str] = {}
 def server_identity(bindir: Path) -> str:
     """`postgres --version` and where the binaries are (asked once per bindir)."""
     if bindir not in _identities:
-        done = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True,
-                              text=True, check=False)
-        if done.returncode != 0:
-            raise BackendError(f"{bindir / 'postgres'} --version failed: {done.stderr.strip()}")
+        done = commands.run([str(bindir / "postgres"), "--version"],
+                            what=f"{bindir / 'postgres'} --version")
         _identities[bindir] = f"{done.stdout.strip()} @ {bindir}"
     return _identities[bindir]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import asyncpg
 
+from lab.commands import run_async
 from lab.errors import BackendError
 from lab.ports import free_port
 from lab.processes import ManagedProcess
@@ -134,14 +135,9 @@ class PostgresServer:
         if template is not None:
             await copy_data_dir(template, data)
         else:
-            initdb = await asyncio.to_thread(
-                subprocess.run,
-                [str(bindir / "initdb"), *INITDB_ARGS, "-D", str(data)],
-                user=user, capture_output=True, text=True, check=False,
-            )
-            if initdb.returncode != 0:
-                raise BackendError(
-                    f"initdb failed ({initdb.returncode}): {initdb.stderr.strip()}")
+            # CommandFailed (a BackendError): "initdb failed (<code>):" and its stderr.
+            await run_async([str(bindir / "initdb"), *INITDB_ARGS, "-D", str(data)],
+                            what="initdb", user=user)
         self._prepared = (bindir, user, template is not None)
 
     async def run(self, timeout: float = 20.0) -> None:
