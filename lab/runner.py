@@ -41,6 +41,7 @@ from lab.runs import new_run_id
 from lab.sampler import Sample, Sampler
 from lab.scenario import LoadSpec, Scenario
 from lab.services.checkout.switches import read_switches
+from lab.threads import off_loop
 
 # Locust starts sending about a second after its process is spawned (imports), so its own
 # run time ends that much after the load window; requests sent after the window are in no
@@ -150,8 +151,12 @@ async def run_variant(
             while not load.finished() and time.time() < deadline:
                 await asyncio.sleep(0.1)
         finally:
-            load.stop()
-            await cancel_and_wait(sampler_task)
+            # The load's stop may wait seconds: off the loop (lab.threads). A cancellation
+            # meanwhile waits for it; the sampler ends after it either way.
+            try:
+                await off_loop(load.stop)
+            finally:
+                await cancel_and_wait(sampler_task)
         records = read_request_log(load.request_log)
         ledger = await collect_ledger(stack, records)
         stderr_lines = handle.service_stderr()

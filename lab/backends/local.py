@@ -38,6 +38,7 @@ from lab.postgres import PostgresServer
 from lab.processes import REPO_ROOT, ManagedProcess, process_environ, python_env, stop_all
 from lab.runs import RunDir
 from lab.scenario import LoadSpec
+from lab.threads import off_loop
 
 # How long the stack may take to answer once its processes are launched (imports are
 # slow on a loaded 2-core machine).
@@ -143,7 +144,7 @@ class LocalStackHandle:
 
     async def stop_instance(self, name: str) -> int | None:
         proc = self._process(name)
-        code = await asyncio.to_thread(proc.stop)
+        code = await off_loop(proc.stop)
         self.stack.instances = [i for i in self.stack.instances if i.name != name]
         return code
 
@@ -242,12 +243,13 @@ class LocalBackend:
         finally:
             try:
                 # All at once (their shutdowns overlap); Postgres after the checkouts that
-                # close their pools on it.
-                stop_all(list(reversed(handle.processes)))
+                # close their pools on it. Both off the loop (each may wait seconds); a
+                # cancellation meanwhile waits for the stop in flight (lab.threads).
+                await off_loop(stop_all, list(reversed(handle.processes)))
             finally:
                 try:
                     if postgres is not None:
-                        postgres.stop()
+                        await off_loop(postgres.stop)
                 finally:
                     if handle.pg_place is not None:
                         handle.pg_place.remove()

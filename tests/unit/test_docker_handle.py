@@ -1,6 +1,6 @@
 """The docker backend's pieces that need no engine: `attach()` builds a handle on a
-compose project from what it finds (fake containers here), and `off_loop` keeps a
-cancelled `up()` from racing its own teardown."""
+compose project from what it finds (fake containers here), and `off_loop` (lab.threads)
+keeps a cancelled `up()` from racing its own teardown."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from lab.backends import compose
-from lab.backends.docker.backend import off_loop
 from lab.postgres import DATABASE
+from lab.threads import off_loop
 
 PROJECT = "shop"
 

@@ -1,9 +1,10 @@
 """`DockerBackend`: brings one variant's stack up as containers on a private network made
 for the run, and always takes it down again (by the run's label, see cleanup.py).
 
-The Docker SDK blocks, so every SDK call of `up()` runs in a thread (`off_loop`); a
-cancellation (Ctrl-C, SIGTERM) waits for the call in flight before it propagates, so
-nothing the call creates can outlive the teardown that looks for the run's objects.
+The Docker SDK blocks, so every SDK call of `up()` runs in a thread (`off_loop`, from
+lab.threads); a cancellation (Ctrl-C, SIGTERM) waits for the call in flight before it
+propagates, so nothing the call creates can outlive the teardown that looks for the
+run's objects.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import contextlib
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from lab.backends import haproxy
 from lab.backends.base import ServiceInstance, Stack, StackRequest, wait_http_ok
@@ -40,24 +41,7 @@ from lab.errors import BackendError
 from lab.images import check_images
 from lab.postgres import DATABASE, SUPERUSER, create_lab_database
 from lab.runs import RunDir
-
-T = TypeVar("T")
-
-
-async def off_loop(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """`call(*args, **kwargs)` in a thread, so the event loop keeps running meanwhile. A
-    cancellation waits for the call to finish, then propagates: what the call created
-    exists by the time the teardown looks for it, as if the call had blocked the loop."""
-    task = asyncio.ensure_future(asyncio.to_thread(call, *args, **kwargs))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the cancellation is what propagates
-        raise
+from lab.threads import off_loop
 
 
 class DockerBackend:
