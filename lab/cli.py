@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lab.backends.base import Backend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
 from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
-from lab.scenario import Scenario, find_scenario, load_scenario_file, scenario_paths
+from lab.scenario import Scenario
+from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
 
 if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)

@@ -30,7 +30,8 @@ from lab.errors import ScenarioError
 from lab.events import RunEvents, VariantDone
 from lab.results import RunResults, VariantResult
 from lab.runner import RunLoop, run_variant
-from lab.scenario import Scenario, load_scenario_file
+from lab.scenario import Scenario
+from lab.scenario_loader import load_scenario_file
 from lab.stability import (
     ExpectationStability,
     VariantStability,

@@ -170,7 +170,7 @@ async def hold(project: str, scenario_path: Path, variant: str, hold_for_s: floa
     """Attach, inject, observe until cancelled (SIGTERM) or `hold_for_s`, revert."""
     from lab.backends.compose import attach
     from lab.faults.registry import create_fault
-    from lab.scenario import load_scenario_file
+    from lab.scenario_loader import load_scenario_file
 
     scenario = load_scenario_file(scenario_path)
     state = load_state(project) or Injection(project, scenario.name, variant,

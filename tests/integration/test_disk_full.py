@@ -27,7 +27,7 @@ from lab.backends.local import LocalBackend, LocalStackHandle
 from lab.processes import pids_with_run_id
 from lab.results import VariantResult
 from lab.runner import run_variant
-from lab.scenario import find_scenario, load_scenario_file
+from lab.scenario_loader import find_scenario, load_scenario_file
 
 REPO = Path(__file__).resolve().parents[2]
 UNSUPPORTED = data_volume.unsupported_reason()

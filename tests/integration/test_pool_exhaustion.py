@@ -22,7 +22,7 @@ from lab.backends.base import StackRequest
 from lab.backends.local import LocalBackend, LocalStackHandle
 from lab.processes import pids_with_run_id
 from lab.runner import run_variant
-from lab.scenario import find_scenario, load_scenario_file
+from lab.scenario_loader import find_scenario, load_scenario_file
 from lab.services.checkout.schema import CART_ITEMS_INDEX
 from tests.integration.lab_cli import run_lab
 

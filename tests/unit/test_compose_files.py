@@ -27,7 +27,8 @@ from lab.backends.docker.specs import (
     router_spec,
 )
 from lab.runner import stack_request
-from lab.scenario import Scenario, load_scenario_file, scenario_paths
+from lab.scenario import Scenario
+from lab.scenario_loader import load_scenario_file, scenario_paths
 
 SCENARIOS = [load_scenario_file(p) for p in scenario_paths()]
 

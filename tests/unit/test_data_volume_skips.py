@@ -13,7 +13,7 @@ from lab.backends import data_volume
 from lab.backends.local import LocalBackend
 from lab.report.table import render_table
 from lab.runner import run_scenario, skip_reason, stack_request
-from lab.scenario import find_scenario, load_scenario_file
+from lab.scenario_loader import find_scenario, load_scenario_file
 
 
 def test_missing_unshare_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,8 @@ from lab.load.locust_process import locust_argv, locust_env
 from lab.load.request_log import RequestLogReader, RequestRecord, answers
 from lab.report.table import load_lines
 from lab.results import ArrivalAccount, Windows, WindowSummary, load_summary, timeline
-from lab.scenario import LoadSpec, Variant, load_scenario_file, scenario_paths
+from lab.scenario import LoadSpec, Variant
+from lab.scenario_loader import load_scenario_file, scenario_paths
 from tests.unit.scenario_docs import problems_if_any
 
 # ---------------------------------------------------------------- the arrival schedule

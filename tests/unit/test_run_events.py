@@ -18,7 +18,8 @@ from lab.backends.base import StackRequest
 from lab.events import EventHook, Progress, Run, RunEvents, VariantDone
 from lab.results import RunResults, Skipped, VariantResult
 from lab.runner import RunLoop, run_scenario
-from lab.scenario import Scenario, find_scenario, load_scenario_file
+from lab.scenario import Scenario
+from lab.scenario_loader import find_scenario, load_scenario_file
 from tests.unit.test_stability import variant as crafted
 
 DRILL = Path(__file__).resolve().parent.parent / "fixtures" / "drill.yaml"

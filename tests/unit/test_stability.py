@@ -19,7 +19,8 @@ from lab.report.html import render_html
 from lab.report.stability import render_stability
 from lab.results import ExpectationResult, RunResults, VariantResult, WindowSummary
 from lab.runner import Progress, ProgressFn, run_scenario
-from lab.scenario import Bound, Expectation, Scenario, load_scenario_file
+from lab.scenario import Bound, Expectation, Scenario
+from lab.scenario_loader import load_scenario_file
 from lab.stability import (
     format_margin,
     format_value,
