@@ -114,12 +114,16 @@ def run_condition(condition: Condition, scenarios: Sequence[str], out_dir: Path,
     return ConditionRun(condition, code, wall, json.loads(json_path.read_text()))
 
 
+#: The classes a cell shows: what users got, honest or not (see lab.load.classify).
+_MIX = ("2xx", "fallback", "lying_200", "500", "502", "503", "504", "timeout", "error")
+
+
 def _cell(variant: dict[str, Any]) -> str:
     """A variant's verdict under one condition, with the fault window's mix."""
     fault = variant["windows"]["fault"]
     total = fault["total"] or 1
     by = fault["by_class"]
-    mix = " ".join(f"{k} {by[k] / total:.0%}" for k in ("2xx", "500", "503") if by.get(k))
+    mix = " ".join(f"{k} {by[k] / total:.0%}" for k in _MIX if by.get(k))
     verdict = "PASS" if variant["passed"] else "FAIL"
     if not variant["passed"]:
         failed = next((e["text"] for e in variant["expectations"] if not e["passed"]), "")

@@ -47,6 +47,8 @@ def test_verdicts_line_up_by_variant_with_the_fault_mix() -> None:
     rows = table(runs)
     assert rows[0] == ["scenario / variant", "normal", "one-core"]
     assert rows[1] == ["p / baseline", "PASS 2xx 10% 500 90%", "PASS 2xx 20% 500 80%"]
+    degraded = run("x", variant("p", "fallback", True, fallback=90, lying_200=5, error=5))
+    assert table([degraded])[1][1] == "PASS fallback 90% lying_200 5% error 5%"
     assert rows[2][0] == "p / timeouts" and all_held(runs)
     # the matrix's floor and what each variant cost beyond it
     assert runs[0].load_windows_s == 80.0 and runs[0].median_overhead_s == 3.0
