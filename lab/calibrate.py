@@ -1,7 +1,7 @@
 """Time an incident's slow path on this machine, before the load (see lab.physics).
 
 The cost is what Postgres reports for the very query the service runs — EXPLAIN
-(ANALYZE, TIMING OFF), the median of a few runs after one warm-up — on the variant's own
+(ANALYZE, TIMING OFF), the least of a few runs after one warm-up — on the variant's own
 freshly started database, so it reflects this CPU, this data set and this Postgres. The
 cart lookup is timed twice: as the fault leaves it (index scans off, so a sequential
 scan) and as the healthy path runs it (with the index).
@@ -66,12 +66,12 @@ async def measure(dsn: str, slow_path: str, *, carts: int, pool: int, seed: int,
                     for c in ids]
             healthy: list[float] | None = [
                 await _execution_ms(conn, CART_ITEMS_QUERY, c) for c in ids]
-            probe = f"EXPLAIN ANALYZE, median of {SAMPLES}, sequential scan"
+            probe = f"EXPLAIN ANALYZE, least of {SAMPLES}, sequential scan"
         elif slow_path == "catalog-aggregate":
             slow = [await _execution_ms(conn, PRICES_QUERY)
                     for _ in range(AGGREGATE_SAMPLES + 1)]
             healthy = None
-            probe = f"EXPLAIN ANALYZE, median of {AGGREGATE_SAMPLES}"
+            probe = f"EXPLAIN ANALYZE, least of {AGGREGATE_SAMPLES}"
         else:  # the model's Literal keeps this unreachable
             raise ValueError(f"unknown slow path {slow_path!r}")
     finally:

@@ -156,8 +156,10 @@ def size_load(spec: PhysicsSpec, m: Measurement, share: float,
     """Arrival rate and in-flight cap that give the incident its stated physics here."""
     if not m.slow_ms:
         raise ValueError("no measurement of the slow path")
-    cost_ms = statistics.median(m.slow_ms)
-    healthy_ms = statistics.median(m.healthy_ms) if m.healthy_ms else None
+    # The least of the samples: the query's own cost. Anything else running at that moment
+    # (the checkout warms its price list with the same aggregate as it starts) only adds.
+    cost_ms = min(m.slow_ms)
+    healthy_ms = min(m.healthy_ms) if m.healthy_ms else None
     parallel = m.pool if SLOW_PATHS[spec.slow_path].burst else max(1, min(m.pool, m.cores))
     capacity = parallel / (cost_ms / 1000.0)
     slow_rate = spec.fault_demand * capacity
