@@ -162,10 +162,12 @@ def test_log_rotation_keeps_the_volume_from_filling_where_unbounded_logs_do(
     doc = json.loads(out.read_text())
     rotated, unrotated = doc["variants"]
     assert (rotated["name"], unrotated["name"]) == ("log-rotation", "unrotated-logs")
-    # The same nearly-full volume (384 KiB left by the ballast)...
-    for v in (rotated, unrotated):
+    # The same nearly-full volume (384 KiB left by the ballast)... With rotation, the
+    # service may delete its oldest backup (under 64 KiB) while the ballast is being
+    # written, after the ballast sized itself: seen once in CI, 60 KiB more free.
+    for v, freed_meanwhile in ((rotated, 64 * 1024), (unrotated, 0)):
         assert v["evidence"]["facts"]["leave_free_bytes"] == 384 * 1024
-        assert v["evidence"]["facts"]["free_bytes_at_injection"] <= 384 * 1024
+        assert v["evidence"]["facts"]["free_bytes_at_injection"] <= 384 * 1024 + freed_meanwhile
     # ...survives with rotated logs and fills with unbounded ones.
     assert rotated["windows"]["fault"]["by_status"].get("500", 0) == 0
     assert rotated["evidence"]["facts"]["min_free_bytes_during"] >= 64 * 1024
