@@ -1,11 +1,8 @@
 """A rolling deploy of a new checkout version whose environment lacks a variable.
 
-The rollout rule (what a deploy tool in front of the router does): start the new
-instance, register it with the router — which sends it nothing until it passed the
-router's health check `rise` times in a row — and wait up to `ready_timeout` for it to
-enter rotation; then retire the old instance (out of rotation, drained, stopped). If the
-new instance exits, or never enters rotation in time, the deploy fails: the old one keeps
-serving and the new one is removed, with its exit code and stderr line kept as evidence.
+The deploy is one roll-out step of lab.rollout (start, wait for rotation, retire the old
+instances; or fail, keep them and remove the new one, with its exit code and stderr line
+kept as evidence).
 
 Revert is the rollback: when the deploy went through, a new instance of the previous
 version (full environment) is started and swapped in the same way.
@@ -13,7 +10,6 @@ version (full environment) is started and swapped in the same way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any
@@ -22,6 +18,7 @@ from pydantic import Field, field_validator
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
+from lab.rollout import next_instance_name, roll_out
 from lab.services.checkout.switches import unknown_variable
 from lab.units import Duration
 
@@ -55,14 +52,6 @@ def _known(names: list[str]) -> list[str]:
     return names
 
 
-def _key_line(lines: list[str]) -> str:
-    """The line that explains an exit: a STARTUP_FAILURE line, else the last one."""
-    for line in lines:
-        if "STARTUP_FAILURE" in line:
-            return line.strip()
-    return lines[-1].strip() if lines else ""
-
-
 class RollingDeploy(Fault):
     kind = "rolling-deploy"
     Params = RollingDeployParams
@@ -73,73 +62,29 @@ class RollingDeploy(Fault):
     _bad: str | None = None
     _deployed = False
 
-    def _next_name(self) -> str:
-        taken = {i.name for i in self.stack.instances}
-        n = len(taken) + 1
-        while f"checkout-{n}" in taken or f"checkout-{n}" in self._started:
-            n += 1
-        return f"checkout-{n}"
-
     async def inject(self) -> None:
         self._started: list[str] = []
         self._old = [i.name for i in self.stack.instances]
         facts = self.evidence.facts
         facts.update(old_instances=list(self._old), unset=self.params.unset)
-        outcome = await self._roll_out({}, self.params.unset, facts, "deploy")
+        outcome = await self._roll_out(self.params.unset, facts, "deploy")
         self._deployed = outcome == "completed"
 
-    async def _roll_out(self, env: dict[str, str], unset: list[str], facts: dict[str, Any],
-                        what: str) -> str:
-        """Start → register → wait for rotation → retire the others; or fail and keep them."""
-        handle = self.handle
-        name = self._next_name()
+    async def _roll_out(self, unset: list[str], facts: dict[str, Any], what: str) -> str:
+        name = next_instance_name(self.handle, self._started)
         self._started.append(name)
-        previous = [i.name for i in self.stack.instances]
-        began = time.monotonic()
-        inst = await handle.start_instance(name, env={**self.params.env, **env}, unset=unset)
-        environ = handle.instance_environ(name)
-        facts[f"{what}_instance"] = name
-        facts[f"{what}_pid"] = inst.pid
-        if what == "deploy":
+
+        def record_environ(started: str) -> None:
+            """Proof from the running process itself that the variables are gone."""
+            environ = self.handle.instance_environ(started)
             facts["environ_read_from_process"] = environ is not None
             facts["variables_absent"] = (environ is not None
                                          and not any(v in environ for v in unset))
-        await handle.router.add_backend(name, inst.base_url)
-        deadline = began + self.params.ready_timeout
-        in_rotation = False
-        while time.monotonic() < deadline:
-            if handle.instance_exit(name) is not None:
-                break
-            state = {b["name"]: b for b in await handle.router.backends()}
-            if state.get(name, {}).get("in_rotation"):
-                in_rotation = True
-                break
-            await asyncio.sleep(0.1)
-        if not in_rotation:
-            code = handle.instance_exit(name)
-            state = {b["name"]: b for b in await handle.router.backends()}
-            await handle.router.remove_backend(name, drain_s=0)
-            if code is None:
-                facts[f"{what}_failure"] = f"not in rotation within {self.params.ready_timeout:g}s"
-                facts[f"{what}_last_health_check"] = state.get(name, {}).get("last_check")
-                await handle.stop_instance(name)
-            else:
-                facts[f"{what}_failure"] = "the process exited"
-                facts[f"{what}_exited_after_s"] = round(time.monotonic() - began, 3)
-                facts[f"{what}_exit_code"] = code
-                facts[f"{what}_stderr_line"] = _key_line(handle.instance_stderr(name))
-                await handle.stop_instance(name)
-            facts[what] = "failed"
-            facts[f"{what}_kept"] = previous
-            return "failed"
-        facts[f"{what}_in_rotation_after_s"] = round(time.monotonic() - began, 3)
-        for old in previous:
-            drained = await handle.router.remove_backend(old, drain_s=self.params.drain)
-            await handle.stop_instance(old)
-            facts.setdefault(f"{what}_retired", []).append(
-                {"instance": old, "served": drained.get("served")})
-        facts[what] = "completed"
-        return "completed"
+
+        return await roll_out(self.handle, name=name, env=self.params.env, unset=unset,
+                              ready_timeout=self.params.ready_timeout,
+                              drain=self.params.drain, facts=facts, what=what,
+                              on_start=record_environ if what == "deploy" else None)
 
     async def _discard_unfinished(self) -> None:
         """After an interrupted roll-out: whatever was started and is not the old version
@@ -166,7 +111,7 @@ class RollingDeploy(Fault):
         if not self._deployed:
             await self._discard_unfinished()
         elif self.params.rollback:
-            outcome = await self._roll_out({}, [], facts, "rollback")
+            outcome = await self._roll_out([], facts, "rollback")
             if outcome != "completed":
                 raise FaultError(f"rolling-deploy: the rollback failed: "
                                  f"{facts.get('rollback_stderr_line', '')}")
