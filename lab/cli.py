@@ -291,8 +291,13 @@ def cmd_images(_: argparse.Namespace) -> int:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from lab import workshop
+    from lab import cli_live, workshop
 
+    target = cli_live.live_target(args.project, args.api)
+    if target is not None:  # a `lab up` stack runs here: its control API holds the fault
+        return cli_live.inject_live(target, args.scenario)
+    if args.scenario is None:
+        raise ScenarioError("inject", ["expected SCENARIO (no `lab up` stack runs here)"])
     path = find_scenario(args.scenario)
     scenario = load_scenario_file(path)
     if args.variant not in scenario.variants:
@@ -316,7 +321,11 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from lab import workshop
+    from lab import cli_live, workshop
+
+    target = cli_live.live_target(args.project, args.api)
+    if target is not None:
+        return cli_live.revert_live(target)
 
     print("revert: asking the holder to revert the fault…", file=sys.stderr, flush=True)
     state = workshop.stop(args.project)
@@ -478,18 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cleanup)
     p = sub.add_parser("images", help="build the docker backend's images (offline, make images)")
     p.set_defaults(func=cmd_images)
-    p = sub.add_parser("inject", help="inject a scenario's fault into a compose stack "
-                       "started by hand (workshops); held until `lab revert`")
-    p.add_argument("scenario", metavar="SCENARIO", help="name in scenarios/ or path")
+    p = sub.add_parser("inject", help="inject a scenario's fault into a `lab up` stack, or a "
+                       "compose stack started by hand (workshops); held until `lab revert`")
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                   help="name in scenarios/ or path (optional on a `lab up` stack)")
     p.add_argument("--variant", default="baseline",
                    help="whose fault parameters to use (default: baseline)")
     p.add_argument("--project", help="compose project (default: the only one running)")
+    p.add_argument("--api", metavar="URL", help="a `lab up` stack's control API (default: "
+                   "the one running here, else the compose project)")
     p.add_argument("--for", dest="hold_for", metavar="DURATION",
                    help="revert by itself after this long (e.g. 90s, 5m)")
     p.set_defaults(func=cmd_inject)
     p = sub.add_parser("revert", help="revert what `lab inject` injected; show its evidence")
     p.add_argument("--project", help="compose project (default: the only one injected)")
+    p.add_argument("--api", metavar="URL", help="a `lab up` stack's control API")
     p.set_defaults(func=cmd_revert)
+    from lab import cli_live
+
+    cli_live.add_parsers(sub)
     p = sub.add_parser("compose-files", help="regenerate compose/ from the scenarios and "
                        "the docker backend's container specs (make compose-files)")
     p.set_defaults(func=cmd_compose_files)
@@ -506,7 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code: int = args.func(args)
+        code: int
+        if getattr(args, "live_cmd", None) is not None:
+            from lab import cli_live
+
+            command = cli_live.cmd_up if args.live_cmd == "up" else cli_live.cmd_drill
+            code = command(args, _backend, _run_async)
+        else:
+            code = args.func(args)
         return code
     except ScenarioError as exc:
         _err(str(exc))

@@ -113,7 +113,7 @@ async def run_variant(
     fault_params = scenario.variant_fault_params(variant)
     async with backend.up(request) as handle:
         stack = handle.stack
-        calibration = await _calibrate(scenario, backend.name, stack.db_dsn)
+        calibration = await calibrate_scenario(scenario, backend.name, stack.db_dsn)
         load_spec = (scenario.load if calibration is None else
                      scenario.load.sized(calibration.rate_per_s, calibration.max_in_flight))
         fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed,
@@ -205,7 +205,7 @@ def _settings(env: dict[str, str]) -> dict[str, object]:
     return read_switches(env, on_host=False, user_only=True)
 
 
-async def _calibrate(scenario: Scenario, backend: str, dsn: str) -> Calibration | None:
+async def calibrate_scenario(scenario: Scenario, backend: str, dsn: str) -> Calibration | None:
     """Size a `rate: calibrated` load on this machine (lab.physics, lab.calibrate)."""
     if scenario.physics is None:
         return None
