@@ -7,11 +7,13 @@ starts. Pydantic does the structural work; the small value types (durations and 
 in lab.units; bounds, windows and status selectors in lab.expectations) parse the compact
 strings people write in YAML. What a variant expects is lab.expectations' (one model per
 kind of claim); `Expectation`, `Bound`, `LEDGER_FIGURES` and `window_offset` are
-re-exported here.
+re-exported here. The optional `drill:` section is what `lab drill` needs to grade a
+participant: the incident class to name, and hints from vague to specific.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -248,6 +251,82 @@ class Variant(_Strict):
     expect: list[AnyExpectation] = Field(min_length=1)
 
 
+MAX_HINTS = 5
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+def _hint(value: Any) -> str:
+    """A hint is read aloud to a participant: blank ones would cost points for nothing."""
+    if not isinstance(value, str):
+        raise ValueError("expected a hint as text")
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("expected a non-empty hint")
+    return text
+
+
+class DrillSpec(_Strict):
+    """What a graded drill needs from the scenario: the incident class a participant must
+    name in `diagnose`, and hints ordered from vague (a layer to look at) to specific (the
+    last one nearly names the fix), each costing points when asked for."""
+
+    cause: str | None = Field(
+        None, description="the incident class to diagnose (default: the scenario's name)")
+    hints: list[Annotated[str, BeforeValidator(_hint)]] | None = Field(
+        None, description=f"1 to {MAX_HINTS} hints, from vague to specific")
+    summary: str | None = Field(None, min_length=1, description="one line for the debrief")
+
+    @field_validator("cause")
+    @classmethod
+    def _cause_like_a_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(_NAME, v):
+            raise ValueError("expected an incident class written like a scenario's name "
+                             f"(lowercase letters, digits, dashes: 'pool-exhaustion'), got {v!r}")
+        return v
+
+    @field_validator("hints")
+    @classmethod
+    def _hint_count(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not 1 <= len(v) <= MAX_HINTS:
+            raise ValueError(f"expected 1 to {MAX_HINTS} hints, from vague to specific; "
+                             f"got {len(v)}")
+        return v
+
+
+def _switches_vs_baseline(config: dict[str, str], variants: dict[str, Variant],
+                          variant: str) -> dict[str, str]:
+    """A variant's checkout environment minus what the baseline already runs with."""
+    base = {**config, **variants["baseline"].config}
+    return {k: v for k, v in {**config, **variants[variant].config}.items()
+            if base.get(k) != v}
+
+
+def _fix_switches(config: dict[str, str], variants: dict[str, Variant]) -> list[str]:
+    """Every switch the mitigations set (not the baseline, not the controls and
+    anti-patterns that only show a problem), in the file's order."""
+    keys: dict[str, None] = {}
+    for name, variant in variants.items():
+        if name != "baseline" and not variant.shows_problem:
+            keys.update(dict.fromkeys(_switches_vs_baseline(config, variants, name)))
+    return list(keys)
+
+
+def _default_hints(switches: list[str]) -> list[str]:
+    """Hints for a scenario without its own: the three layers in order, then the switches
+    its mitigations set (the only layer-free thing the scenario itself says)."""
+    hints = [
+        "Start with what users see: which classes of answer appeared when the trouble "
+        "began, and on which requests?",
+        "Then what the app logged: the error signature (exception and frame) that came "
+        "with the failures points at the layer that broke.",
+        "Then what the infrastructure shows: pool, breaker, disk and cache metrics of the "
+        "checkout instances; the cause is usually there, the stack trace is the symptom.",
+    ]
+    if switches:
+        hints.append("The scenario's mitigations set " + ", ".join(switches) + ".")
+    return hints
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str = Field(min_length=1)
@@ -258,7 +337,9 @@ class Scenario(_Strict):
     physics: PhysicsSpec | None = None
     load: LoadSpec
     fault: FaultSpec
-    variants: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")], Variant]
+    variants: dict[Annotated[str, Field(pattern=_NAME)], Variant]
+    #: For `lab drill`: the incident class to diagnose and the hints (optional).
+    drill: DrillSpec | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Scenario:
@@ -288,9 +369,56 @@ class Scenario(_Strict):
             )
         return self
 
+    @field_validator("drill")
+    @classmethod
+    def _hints_keep_the_fix_for_last(cls, v: DrillSpec | None,
+                                     info: ValidationInfo) -> DrillSpec | None:
+        """Only the last hint may name a mitigation's switch: an earlier one would give the
+        answer away for the price of a vague hint."""
+        stack, variants = info.data.get("stack"), info.data.get("variants")
+        if v is None or not v.hints or stack is None or not variants or (
+                "baseline" not in variants):
+            return v  # nothing to check, or a problem reported on its own field
+        switches = _fix_switches(stack.config, variants)
+        for i, hint in enumerate(v.hints[:-1]):
+            named = [k for k in switches if re.search(rf"\b{k}\b", hint)]
+            if named:
+                raise ValueError(
+                    f"hint {i + 1} of {len(v.hints)} names {', '.join(named)}, a switch a "
+                    "mitigation sets; only the last hint may name the fix")
+        return v
+
     def variant_env(self, variant: str) -> dict[str, str]:
         """The checkout environment of one variant: the stack's config, then its overrides."""
         return {**self.stack.config, **self.variants[variant].config}
+
+    def mitigation_switches(self, variant: str) -> dict[str, str]:
+        """The variant's checkout config that differs from the baseline's: what a
+        participant would set with `mitigate K=V`. A variant that changes the router or the
+        fault instead (a root fix, a readiness gate's health path) needs more than this."""
+        if variant not in self.variants:
+            raise KeyError(f"no variant {variant!r} in scenario {self.name!r} "
+                           f"(known: {', '.join(self.variants)})")
+        return _switches_vs_baseline(self.stack.config, self.variants, variant)
+
+    def drill_cause(self) -> str:
+        """The incident class a participant must name: scenarios are the classes unless
+        one says otherwise."""
+        if self.drill is not None and self.drill.cause is not None:
+            return self.drill.cause
+        return self.name
+
+    def drill_hints(self) -> list[str]:
+        """The scenario's hints, or generic ones that walk the three layers."""
+        if self.drill is not None and self.drill.hints:
+            return list(self.drill.hints)
+        return _default_hints(_fix_switches(self.stack.config, self.variants))
+
+    def drill_summary(self) -> str:
+        """One line for the debrief: the drill's own, else the title."""
+        if self.drill is not None and self.drill.summary is not None:
+            return self.drill.summary
+        return self.title
 
     def variant_router(self, variant: str) -> RouterSpec:
         return self.variants[variant].router or self.stack.router
