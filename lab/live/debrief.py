@@ -114,6 +114,13 @@ class _Times:
     def before_fault(self, t: float) -> bool:
         return self.injected is None or t < self.injected
 
+    def second_in_fault(self, t: float) -> bool:
+        """The second [t, t+1) overlaps the fault: the window the score counts."""
+        return self.injected is not None and t + 1 > self.injected and t < self.end
+
+    def second_before_fault(self, t: float) -> bool:
+        return self.injected is None or t + 1 <= self.injected
+
     def label(self, t: float | None) -> str:
         """`+12 s after the fault` when there was one, else since the start."""
         if t is None:
@@ -341,7 +348,8 @@ def _users(record: Mapping[str, Any], times: _Times) -> str:
         counts = sec.get("counts")
         if t is None or not isinstance(counts, Mapping):
             continue
-        slot = during if times.in_fault(t) else before if times.before_fault(t) else None
+        slot = (during if times.second_in_fault(t) else
+                before if times.second_before_fault(t) else None)
         if slot is None:
             continue
         for cls, n in counts.items():

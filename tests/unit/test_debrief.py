@@ -264,3 +264,18 @@ def test_a_drill_that_ended_before_anything_happened_still_renders(tmp_path: Pat
     assert 'id="injection"' not in page
     path = write_debrief(RECORD, tmp_path / "drill" / "debrief.html")
     assert path.read_text(encoding="utf-8") == render_debrief(RECORD)
+
+
+def test_the_users_layer_counts_the_bad_answers_the_score_counts() -> None:
+    """The page's "during the fault" is the score's window (every second that overlaps
+    [injected_at, ended_at)), so the two figures on one page agree — also when the
+    injection falls inside a second."""
+    import re
+
+    from lab.live.score import score_drill
+
+    doc = record(injected_at=RECORD["injected_at"] + 0.6)
+    score = score_drill(doc["seconds"], doc["injected_at"], doc["ended_at"], doc["actions"],
+                        "pool-exhaustion")
+    [shown] = re.findall(r"<p>(\d+) bad answers of \d+ during the fault", render_debrief(doc))
+    assert int(shown) == score.bad > 0
