@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
 from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
+from lab.processes import is_alive
 from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
 from lab.scenario import Scenario
 from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
@@ -254,7 +255,14 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         pgdata.remove_entry(path)
         print(f"removed the cached data set {path} ({size / 2**20:.0f} MiB)")
     containers = _docker_cleanup(args.all)
-    if not leftovers and not containers and not partials and not entries:
+    # A `lab up`/`lab drill` killed with SIGKILL leaves its live-<pid>.json behind.
+    from lab.live.files import live_stacks
+
+    stale = [f for f in live_stacks(include_stale=True) if not is_alive(f.pid)]
+    for entry in stale:
+        entry.remove()
+        print(f"removed {entry.path} (its lab process {entry.pid} is gone)")
+    if not leftovers and not containers and not partials and not entries and not stale:
         cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
         tmpfs = ", ".join(f"{r}/chaoslab-cl-*" for r in tmpfs_roots())
         print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, {tmpfs}, "
