@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -388,3 +389,28 @@ def test_workshop_compose_stack_takes_inject_and_revert(
     assert down.returncode == 0, down.stderr
     assert containers() == []
     assert not any(n.name.startswith(project) for n in docker_client.networks.list())
+
+
+def test_lab_up_on_docker_inject_watch_revert(docker_client: Any, runs_root: Path) -> None:
+    """`lab up --backend docker`: the same live stack, control API and CLI as on the local
+    default; Ctrl-C removes every container, network and volume it made."""
+    from tests.integration.live_stack import live_stack
+
+    with live_stack(["up", "pool-exhaustion", "--backend", "docker", "--port", "0",
+                     "--for", "150s"], runs_root) as live:
+        print(f"\nlab up --backend docker -> ready in {live.ready_s:.1f} s")
+        assert live.get("/api/status")["backend"] == "docker"
+        assert run_objects(docker_client) != []
+        injected = lab(["inject", "--api", live.api], runs_root, timeout=120)
+        assert injected.returncode == 0, injected.stderr
+        deadline = time.monotonic() + 25
+        seen = 0
+        while time.monotonic() < deadline and seen < 20:
+            time.sleep(1)
+            seen = sum(s["counts"].get("500", 0)
+                       for s in live.get("/api/mix?last=10")["seconds"])
+        assert seen >= 20, live.get("/api/mix?last=10")
+        reverted = lab(["revert", "--api", live.api], runs_root, timeout=120)
+        assert reverted.returncode == 0 and "took effect: yes" in reverted.stdout
+    assert live.proc.returncode == 130, live.output()
+    assert run_objects(docker_client) == []
