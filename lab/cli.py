@@ -372,6 +372,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
+    if args.live:
+        from lab.bench_live import live_costs
+
+        figures = _run_async(live_costs(scenario.name, args.live_window, progress))
+        print("chaoslab bench --live (one run)")
+        print(f"  lab up to ready                      {figures['up_to_ready_s']:.1f} s")
+        for key, what in (("cpu_share_idle", "lab process CPU, no dashboard"),
+                          ("cpu_share_dashboard", "lab process CPU, dashboard at 1 Hz"),
+                          ("cpu_share_fault_dashboard", "… during the fault")):
+            print(f"  {what:<37}{figures[key]:.1%} of one core")
+        extra = figures["cpu_share_dashboard"] - figures["cpu_share_idle"]
+        print(f"  the dashboard's cost                 {extra:+.1%} of one core "
+              f"({figures['dashboard_calls']:.0f} calls of /api/live)")
+        return EXIT_OK
     report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only,
                                   docker=args.docker))
     width = max(len(k) for k in report.figures)
@@ -523,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the fault proxy's and the router's per-request overhead")
     p.add_argument("--docker", action="store_true",
                    help="also the docker backend's stack start/teardown, against local")
+    p.add_argument("--live", action="store_true",
+                   help="only `lab up`: time to ready, and the lab process's CPU without "
+                   "and with the dashboard's 1 Hz refresh")
+    p.add_argument("--live-window", type=float, default=30.0, metavar="S",
+                   help="seconds per CPU measurement of --live (default 30)")
     p.set_defaults(func=cmd_bench)
     return parser
 

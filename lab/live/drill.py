@@ -117,7 +117,7 @@ class Drill:
             "switches": list(SWITCHES), "hints_used": self.hints_used,
             "overrides": self.overrides, "ended": self.ended,
             "elapsed_s": None if started is None else round(time.time() - started, 1),
-            "actions": [{k: a[k] for k in ("t", "player", "kind")} for a in self.actions],
+            "actions": self.actions,  # every screen shows every answer (hints cost once)
             "score": self.score.to_json() if self.score is not None else None,
             "debrief": "/debrief" if self._debrief is not None else None,
             "record": str(self.out_dir / "drill.json") if self.record is not None else None,
