@@ -9,6 +9,7 @@ an honest "fallback". Pure functions only: the Locust subprocess imports this mo
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 # Body markers of a 2xx that admits the operation failed.
@@ -132,3 +133,29 @@ def matches(selector: str, status: int | None, cls: str) -> bool:
     if selector in ("lying_200", "fallback", "timeout", "error", "other_5xx"):
         return cls == selector
     return status is not None and str(status) == selector
+
+
+def transport_cause(error: BaseException | None) -> BaseException | None:
+    """geventhttpclient wraps the last error of its retries (Locust allows none) in
+    RetriesExceeded, keeping it as `original`: that one says what happened."""
+    original = getattr(error, "original", None)
+    return original if isinstance(original, BaseException) else error
+
+
+def is_timeout(error: BaseException | None) -> bool:
+    """A request without an answer because the client gave up waiting — also when
+    geventhttpclient reports it wrapped in RetriesExceeded."""
+    error = transport_cause(error)
+    if error is None:
+        return False
+    if isinstance(error, TimeoutError | socket.timeout):
+        return True
+    return "timeout" in type(error).__name__.lower()
+
+
+def error_name(error: BaseException | None) -> str:
+    """`RetriesExceeded(ConnectionResetError)`: the wrapper and what it wrapped."""
+    cause = transport_cause(error)
+    if cause is not None and cause is not error:
+        return f"{type(error).__name__}({type(cause).__name__})"
+    return type(error).__name__

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import time
 import uuid
 from typing import Any
@@ -23,20 +22,12 @@ from typing import Any
 from locust import between, constant, events
 from locust.contrib.fasthttp import FastHttpUser
 
-from lab.load.classify import answer_outcome, problem_reason
+from lab.load.classify import answer_outcome, error_name, is_timeout, problem_reason
 
 SPEC: dict[str, Any] = json.loads(os.environ.get("CHAOSLAB_LOAD_SPEC", "{}") or "{}")
 _LOG_PATH = os.environ.get("CHAOSLAB_REQUEST_LOG", os.devnull)
 _LOG = open(_LOG_PATH, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 — lives as long as Locust
 _rng = random.Random(SPEC.get("seed", 1))
-
-
-def _is_timeout(error: BaseException | None) -> bool:
-    if error is None:
-        return False
-    if isinstance(error, TimeoutError | socket.timeout):
-        return True
-    return "timeout" in type(error).__name__.lower()
 
 
 @events.request.add_listener  # type: ignore[untyped-decorator]
@@ -56,7 +47,7 @@ def _log_request(
     reason = None
     body_error: str | None = None
     if status == 0:
-        outcome = "timeout" if _is_timeout(transport_error or exception) else "error"
+        outcome = "timeout" if is_timeout(transport_error or exception) else "error"
         kind = "none"
         retry_after = False
         instance = None
@@ -86,7 +77,7 @@ def _log_request(
     if reason:
         record["reason"] = reason
     if outcome != "response":
-        record["error"] = body_error or type(transport_error or exception).__name__
+        record["error"] = body_error or error_name(transport_error or exception)
     _LOG.write(json.dumps(record) + "\n")
 
 

@@ -69,3 +69,24 @@ def test_selectors_never_count_lying_200s_as_success() -> None:
     assert matches("5xx", 502, "other_5xx") and matches("5xx", 500, "500")
     assert not matches("5xx", None, "timeout")
     assert matches("timeout", None, "timeout") and not matches("error", None, "timeout")
+
+
+class _Wrapper(Exception):
+    """geventhttpclient's RetriesExceeded keeps the error it wraps as `original`."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__("URL /api/checkout")
+        self.original = original
+
+
+def test_a_wrapped_socket_timeout_is_a_timeout_and_named_with_its_cause() -> None:
+    import socket
+
+    from lab.load.classify import error_name, is_timeout
+
+    assert is_timeout(_Wrapper(socket.timeout("timed out")))
+    assert is_timeout(TimeoutError())
+    assert not is_timeout(_Wrapper(ConnectionResetError()))
+    assert not is_timeout(None)
+    assert error_name(_Wrapper(ConnectionResetError())) == "_Wrapper(ConnectionResetError)"
+    assert error_name(ConnectionResetError()) == "ConnectionResetError"
