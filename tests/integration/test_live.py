@@ -73,9 +73,11 @@ def test_lab_up_rehearsal_inject_watch_revert(runs_root: Path) -> None:
     assert not list(runs_root.glob("live-*.json"))
 
 
-def _bot(runs_root: Path, out: Path, switches: dict[str, str]) -> dict[str, Any]:
-    """A participant: watch the status mix, diagnose on the first 500s, mitigate, end 30 s
-    after it saw the incident. Returns the end's answer (the score)."""
+def _bot(runs_root: Path, out: Path, switches: dict[str, str],
+         then_cli: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A participant: watch the status mix, diagnose on the first 500s, mitigate, then
+    the `lab drill` CLI actions in `then_cli`; end 30 s after it saw the incident.
+    Returns the end's answer (the score)."""
     args = ["drill", "--pool", "pool-exhaustion", "--seed", "3", "--inject-between", "6s..6s",
             "--limit", "90s", "--linger", "0", "--port", "0", "--player", "bot",
             "--out", str(out), "--results", ""]
@@ -94,6 +96,14 @@ def _bot(runs_root: Path, out: Path, switches: dict[str, str]) -> dict[str, Any]
         assert code == 200, doc
         code, doc = live.post("/api/drill/mitigate", {"switches": switches})
         assert code == 200 and doc["restart"]["outcome"] == "completed", doc
+        for action in then_cli:
+            done = run_lab(["drill", action, "--api", live.api], runs_root, timeout=120)
+            assert done.returncode == 0, done.stderr
+            if action == "hint":
+                assert done.stdout.startswith("hint 1: "), done.stdout
+            if action == "rollback":
+                assert "rolling restart completed" in done.stdout, done.stdout
+                assert "the original configuration" in done.stdout
         time.sleep(max(0.0, seen + 30 - time.monotonic()))
         code, ended = live.post("/api/drill/end")
         assert code == 200 and ended["scenario"] == "pool-exhaustion", ended
@@ -101,7 +111,7 @@ def _bot(runs_root: Path, out: Path, switches: dict[str, str]) -> dict[str, Any]
     assert live.proc.returncode == 0, live.output()
     [run_dir] = list(out.iterdir())
     record = json.loads((run_dir / "drill.json").read_text())
-    assert [a["kind"] for a in record["actions"]] == ["diagnose", "mitigate"]
+    assert [a["kind"] for a in record["actions"]] == ["diagnose", "mitigate", *then_cli]
     assert record["injected_at"] is not None and record["seconds"]
     page = (run_dir / "debrief.html").read_text()
     assert "pool-exhaustion" in page and "mitigate" in page
@@ -112,9 +122,12 @@ def test_drill_bot_right_switch_beats_wrong_switch(runs_root: Path, tmp_path: Pa
     right = _bot(runs_root, tmp_path / "right",
                  {"DB_ACQUIRE_TIMEOUT_MS": "250", "DB_STATEMENT_TIMEOUT_MS": "400",
                   "DB_ERRORS_AS_503": "true"})
-    wrong = _bot(runs_root, tmp_path / "wrong", {"DB_POOL_MAX": "50"})
+    # The wrong participant also buys a hint and rolls back, through the CLI.
+    wrong = _bot(runs_root, tmp_path / "wrong", {"DB_POOL_MAX": "50"},
+                 then_cli=("hint", "rollback"))
     print(f"\nright switch: {json.dumps(right)}\nwrong switch: {json.dumps(wrong)}")
     assert right["diagnosis"] == wrong["diagnosis"] == "right"
     assert right["bad_500"] < wrong["bad_500"]
     assert right["points"] > wrong["points"]
     assert right["mitigate_s"] is not None and wrong["mitigate_s"] is None
+    assert right["hints"] == 0 and wrong["hints"] == 1
