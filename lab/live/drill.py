@@ -37,6 +37,11 @@ from lab.scenario import Scenario
 from lab.services.checkout.switches import SWITCHES, unknown_variable
 
 ACTIONS = ("diagnose", "mitigate", "hint", "rollback", "end")
+#: How long a drill's restart waits for each new instance to enter rotation. A deploy
+#: fault waits 8 s; under an incident the CPU is the incident's (50 sequential scans at
+#: once: a new checkout did not even bind its port within 8 s), and a participant's
+#: restart should not fail for that.
+RESTART_READY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,8 @@ class Drill:
     async def _restart(self, overrides: dict[str, str]) -> dict[str, Any]:
         """A rolling restart with these switches over the stack's configuration."""
         async with self.session.lock:
-            done = await rolling_restart(self.session.handle, overrides)
+            done = await rolling_restart(self.session.handle, overrides,
+                                         ready_timeout=RESTART_READY_TIMEOUT_S)
         if done.get("outcome") == "completed":
             self.overrides = overrides
         return {"restart": done, "overrides": dict(self.overrides)}
