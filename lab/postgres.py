@@ -146,8 +146,11 @@ class PostgresServer:
         bindir, user, copied = self._prepared
         data = self.directory / "data"
         self.port = free_port()
+        # TCP on 127.0.0.1 only, no Unix socket: nothing here uses one, and its path is
+        # limited to 107 bytes, which a deep run directory exceeds (the bench's private
+        # data set cache did: "could not create any Unix-domain sockets").
         argv = [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-                "-p", str(self.port), "-k", str(self.directory)]
+                "-p", str(self.port), "-k", ""]
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
         self.process = ManagedProcess(

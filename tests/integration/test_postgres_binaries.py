@@ -116,3 +116,29 @@ def test_binaries_out_of_the_server_users_reach_run_from_a_cached_copy(
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
     assert list(pids_with_run_id(run_id)) == []
+
+
+def test_a_server_in_a_deep_directory_starts() -> None:
+    """A Unix socket path is limited to 107 bytes; the server listens on TCP only, so a
+    deep run directory (the bench's private data set cache was one) does not stop it."""
+    root = Path(f"/tmp/chaoslab-deep-{secrets.token_hex(4)}")
+    deep = root / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o755)
+    for parent in (root, root / ("d" * 60)):
+        parent.chmod(0o755)
+    assert len(str(deep / "pg" / ".s.PGSQL.54321")) > 107
+    server = PostgresServer(deep / "pg", run_id=f"test-{root.name}", log_dir=root)
+
+    async def exercise() -> int:
+        await server.start()
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            return int(await conn.fetchval("SELECT 1"))
+        finally:
+            await conn.close()
+
+    try:
+        assert asyncio.run(exercise()) == 1
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

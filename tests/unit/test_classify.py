@@ -80,11 +80,10 @@ class _Wrapper(Exception):
 
 
 def test_a_wrapped_socket_timeout_is_a_timeout_and_named_with_its_cause() -> None:
-    import socket
 
     from lab.load.classify import error_name, is_timeout
 
-    assert is_timeout(_Wrapper(socket.timeout("timed out")))
+    assert is_timeout(_Wrapper(TimeoutError("timed out")))
     assert is_timeout(TimeoutError())
     assert not is_timeout(_Wrapper(ConnectionResetError()))
     assert not is_timeout(None)
