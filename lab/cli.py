@@ -321,7 +321,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     state = workshop.start(args.project, path, args.variant, scenario.fault.kind, hold_for)
     print(f"{state.kind} injected into compose project {state.project!r} "
           f"({state.scenario}, variant {state.variant}), held by pid {state.pid}")
-    _print_facts(state.evidence.get("facts", {}))
+    cli_live.print_facts(state.evidence.get("facts", {}))
     until = (f"it reverts itself at {time.strftime('%H:%M:%S', time.localtime(state.revert_at))}"
              " or " if state.revert_at else "")
     print(f"{until}`lab revert` puts it back")
@@ -341,15 +341,8 @@ def cmd_revert(args: argparse.Namespace) -> int:
     took = state.evidence.get("took_effect")
     print(f"{state.kind} reverted on compose project {state.project!r} after {held:.0f} s "
           f"(took effect: {'yes' if took else 'no'})")
-    _print_facts(state.evidence.get("facts", {}))
+    cli_live.print_facts(state.evidence.get("facts", {}))
     return EXIT_OK
-
-
-def _print_facts(facts: dict[str, Any]) -> None:
-    """A fault's evidence, one fact a line; the long ones stay in the JSON results."""
-    for key, value in facts.items():
-        if key not in ("definition", "schedule", "changes"):
-            print(f"  {key}: {value}")
 
 
 def cmd_compose_files(_: argparse.Namespace) -> int:

@@ -139,7 +139,7 @@ def inject_live(target: Any, scenario_arg: str | None) -> int:
     fault = doc["fault"]
     print(f"{fault['kind']} injected into the live stack ({live.scenario}, variant "
           f"{live.variant}); `lab revert` puts it back")
-    _print_facts(doc.get("evidence", {}).get("facts", {}))
+    print_facts(doc.get("evidence", {}).get("facts", {}))
     return EXIT_OK
 
 
@@ -152,11 +152,12 @@ def revert_live(target: Any) -> int:
     took = doc.get("evidence", {}).get("took_effect")
     print(f"{fault['kind']} reverted on the live stack after {held:.0f} s "
           f"(took effect: {'yes' if took else 'no'})")
-    _print_facts(doc.get("evidence", {}).get("facts", {}))
+    print_facts(doc.get("evidence", {}).get("facts", {}))
     return EXIT_OK
 
 
-def _print_facts(facts: dict[str, Any]) -> None:
+def print_facts(facts: dict[str, Any]) -> None:
+    """A fault's evidence, one fact a line; the long ones stay in the JSON results."""
     for key, value in facts.items():
         if key not in ("definition", "schedule", "changes"):
             print(f"  {key}: {value}")
