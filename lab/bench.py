@@ -26,10 +26,66 @@ from lab.runs import RunDir, new_run_id
 from lab.scenario import Endpoint, LoadSpec, Scenario
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A cost the lab holds itself to, against what this run measured."""
+
+    what: str
+    measured: float
+    limit: float
+    unit: str
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.limit
+
+
 @dataclass
 class BenchReport:
     figures: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    goals: list[Goal] = field(default_factory=list)
+
+
+#: The lab's own costs, as goals (issue 22).
+OVERHEAD_GOAL_S = 1.5
+DOCKER_OVERHEAD_GOAL_S = 4.0
+PROXY_GOAL_US = 80
+ROUTER_GOAL_US = 300
+MATRIX_GOAL_RATIO = 1.1
+
+
+async def generator_figures(report: BenchReport, progress: Callable[[str], None]) -> None:
+    """One worker's ceiling and two workers', the first recorded for the runs that follow
+    (lab.load.ceiling)."""
+    from lab.load.ceiling import write_ceiling
+
+    progress("the load generator's ceiling: one worker, against the bare aiohttp app")
+    one = await generator_ceiling(1, progress)
+    progress("… and two workers")
+    two = await generator_ceiling(2, progress, start=max(2000.0, one))
+    recorded = write_ceiling(one)
+    report.figures["generator_ceiling_1_worker_per_s"] = one
+    report.figures["generator_ceiling_2_workers_per_s"] = two
+    report.figures["generator_2_to_1_worker_ratio"] = round(two / one, 2) if one else 0.0
+    report.notes["generator ceiling"] = (
+        f"the highest rate held at >= 98 % of its schedule; one worker's is now the "
+        f"ceiling load.workers: auto uses ({recorded.source})")
+
+
+def matrix_goal(results: Path = Path("results/latest.json")) -> Goal | None:
+    """The whole matrix's time against the sum of its load windows, from the last `make
+    demo` (its results file); None when there is none."""
+    import json
+
+    try:
+        variants = json.loads(results.read_text())["variants"]
+        total = sum(float(v["timing"]["total_s"]) for v in variants)
+        windows = sum(float(v["timing"]["load_s"]) for v in variants)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Goal(f"the matrix ({len(variants)} variants in {results}) against its load "
+                "windows", round(total / windows, 3), MATRIX_GOAL_RATIO, "x")
 
 
 #: The per-variant overhead (a variant's total time minus its load window) on the local
@@ -69,6 +125,8 @@ async def _local_stack_figures(
             timing["overhead_s"] / before, 2)
     report.figures["variant_overhead_ratio_to_load"] = round(
         warm["overhead_s"] / warm["load_s"], 3)
+    report.goals.append(Goal("per-variant overhead beyond the load window, local (warm)",
+                             warm["overhead_s"], OVERHEAD_GOAL_S, "s"))
     report.notes["overhead before the cache"] = OVERHEAD_BEFORE_CACHE_NOTE
 
     progress(f"stack start/teardown × {cycles} (warm cache)")
@@ -92,6 +150,11 @@ async def _local_stack_figures(
             up / statistics.median(ups), 2)
         report.figures["docker_to_local_stack_teardown_ratio"] = round(
             down / statistics.median(downs), 2)
+        progress("one short variant on docker")
+        docker_timing = (await run_variant(short, variant, DockerBackend())).timing
+        report.figures["docker_variant_overhead_s"] = docker_timing["overhead_s"]
+        report.goals.append(Goal("per-variant overhead beyond the load window, docker",
+                                 docker_timing["overhead_s"], DOCKER_OVERHEAD_GOAL_S, "s"))
 
     spec = _throughput_spec(load_s)
     progress(f"checkout throughput under Locust ({spec.users} users, {load_s:g} s)")
@@ -127,16 +190,28 @@ async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, ca
     return len(ok) / (spec.duration - 2)
 
 
+def _hop_goals(report: BenchReport) -> None:
+    report.goals.append(Goal("the fault proxy with no toxic, added at p50",
+                             report.figures["proxy_p50_added_us"], PROXY_GOAL_US, "us"))
+    report.goals.append(Goal("the router's hop, added at p50",
+                             report.figures["router_p50_added_us"], ROUTER_GOAL_US, "us"))
+
+
 async def run_bench(
     scenario: Scenario, progress: Callable[[str], None], cycles: int = 3, load_s: float = 15,
-    hops_only: bool = False, docker: bool = False,
+    hops_only: bool = False, docker: bool = False, generator_only: bool = False,
 ) -> BenchReport:
     report = BenchReport()
     if hops_only:
         progress("fault proxy and router: per-request overhead with no fault, against direct")
         report.figures.update(await hop_overheads())
         report.notes["method"] = HOPS_METHOD
+        _hop_goals(report)
         return report
+    if generator_only:
+        await generator_figures(report, progress)
+        return report
+    await generator_figures(report, progress)
     # A data set cache of the bench's own, cold at first (the variant's first run builds
     # the seeded set), removed at the end; a RunDir, so `lab cleanup` finds it after a kill.
     cache = RunDir.create(new_run_id())
@@ -171,6 +246,12 @@ async def run_bench(
     report.figures["checkout_rps"] = round(checkout_rps, 1)
     report.figures["bare_rps"] = round(bare_rps, 1)
     report.figures["checkout_to_bare_throughput_ratio"] = round(checkout_rps / bare_rps, 3)
+    _hop_goals(report)
+    matrix = matrix_goal()
+    if matrix is not None:
+        report.goals.append(matrix)
+    else:
+        report.notes["matrix"] = "no results/latest.json: run make demo for the matrix's goal"
     report.notes["machine"] = "2 cores shared by Locust, the service and Postgres"
     report.notes["method"] = HOPS_METHOD
     return report
@@ -261,3 +342,82 @@ async def hop_overheads(n: int = 500, rounds: int = 4) -> dict[str, float]:
         for proc in procs:
             proc.stop()
         run_dir.remove()
+
+
+# ---------------------------------------------------------------- the generator's ceiling
+
+#: One probe: this long a window, judged over its first CEILING_SPAN_S from the first due.
+CEILING_WINDOW_S = 5.0
+CEILING_SPAN_S = 3.0
+
+
+async def held_share(rate: float, workers: int, progress: Callable[[str], None]) -> float:
+    """The share of its schedule an open-model load of `rate`/s on `workers` workers sent
+    within a span against the bare aiohttp app (a trivial endpoint): sent (or dropped)
+    by the span's end, of the arrivals the schedule put in it."""
+    from lab.load.arrivals import offsets_until
+    from lab.load.request_log import ended_before
+
+    spec = LoadSpec.model_validate({
+        "rate": f"{rate:g}/s", "arrivals": "poisson", "duration": f"{CEILING_WINDOW_S:g}s",
+        "client_timeout": "2s", "endpoints": [{"request": "health"}]})
+    run_dir = RunDir.create(new_run_id())
+    try:
+        port = free_port()
+        bare = ManagedProcess(
+            "bare", [sys.executable, "-m", "lab.services.bare"],
+            env=python_env({"CHECKOUT_HOST": "127.0.0.1", "CHECKOUT_PORT": str(port)}),
+            run_id=run_dir.run_id, log_dir=run_dir.path, cwd=REPO_ROOT)
+        try:
+            await wait_http_ok(f"http://127.0.0.1:{port}/livez", 10, "bare app", bare.exit_reason)
+            load = LocustProcess(spec, f"http://127.0.0.1:{port}", run_id=run_dir.run_id,
+                                 work_dir=run_dir.path, env=python_env({}), carts=100,
+                                 seed=1, workers=workers)
+            started = load.start()
+            end = started + spec.duration
+            try:
+                while not (time.time() > end and ended_before(load.request_log, end)):
+                    load.check_alive()
+                    if time.time() > end + 20:
+                        break
+                    await asyncio.sleep(0.2)
+            finally:
+                load.stop()
+        finally:
+            bare.stop()
+        records = [r for r in read_request_log(load.request_log) if r.due is not None]
+    finally:
+        run_dir.remove()
+    if not records:
+        return 0.0
+    first = min(r.due for r in records if r.due is not None)
+    scheduled = offsets_until(rate, "poisson", 1, CEILING_SPAN_S + 5)
+    due = sum(1 for o in scheduled if o - scheduled[0] < CEILING_SPAN_S)
+    sent = sum(1 for r in records if r.start - first < CEILING_SPAN_S)
+    share = sent / due if due else 0.0
+    progress(f"  {rate:.0f}/s on {workers} worker(s): {share:.1%} of the schedule held")
+    return share
+
+
+async def generator_ceiling(workers: int, progress: Callable[[str], None],
+                            start: float = 2000.0, steps: int = 3) -> float:
+    """The highest rate `workers` hold at MIN_HELD_SHARE of their schedule: doubling from
+    `start` until one fails, then `steps` bisections."""
+    from lab.load.ceiling import MIN_HELD_SHARE
+
+    held, failed = 0.0, None
+    rate = start
+    while failed is None and rate <= 64000:
+        if await held_share(rate, workers, progress) >= MIN_HELD_SHARE:
+            held, rate = rate, rate * 2
+        else:
+            failed = rate
+    if failed is None:
+        return held
+    for _ in range(steps):
+        middle = (held + failed) / 2
+        if await held_share(middle, workers, progress) >= MIN_HELD_SHARE:
+            held = middle
+        else:
+            failed = middle
+    return round(held, -1)

@@ -13,13 +13,13 @@ the variants of one scenario share it: the aggregate costs about a second to tim
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from typing import Any
 
 import asyncpg
 
+from lab.load.ceiling import usable_cores
 from lab.physics import Calibration, Measurement, PhysicsSpec, size_load, slow_share
 from lab.services.checkout.catalog import PRICES_QUERY
 from lab.services.checkout.db import CART_ITEMS_QUERY
@@ -28,14 +28,6 @@ SAMPLES = 5
 AGGREGATE_SAMPLES = 3
 
 _measured: dict[tuple[Any, ...], Measurement] = {}
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on: `taskset -c 0 lab run` makes it 1."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 async def _execution_ms(conn: asyncpg.Connection, query: str, *args: object,

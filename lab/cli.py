@@ -1,9 +1,5 @@
-"""The `lab` command: the one place that prints and picks exit codes.
-
-Exit codes: 0 every expectation held · 1 an expectation failed · 2 bad input (scenario
-file, variant name, arguments) · 3 the stack, load or fault machinery could not run ·
-130/143 interrupted by Ctrl-C/SIGTERM (after cleanup).
-"""
+"""The `lab` command: the one place that prints and picks exit codes (EXIT_CODES, shown
+by `lab --help`)."""
 
 from __future__ import annotations
 
@@ -18,18 +14,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.backends.base import Backend
-from lab.errors import BackendError, FaultError, Interrupted, LabError, LoadError, ScenarioError
+from lab.errors import (
+    BackendError,
+    FaultError,
+    Interrupted,
+    LabError,
+    LoadError,
+    NotFound,
+    ScenarioError,
+    StateError,
+    UsageError,
+    shown_path,
+)
 from lab.processes import is_alive
 from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
 from lab.scenario import Scenario
 from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
-from lab.units import parse_duration
 
 if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)
     from lab.events import Progress, Run
 
 T = TypeVar("T")
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
+EXIT_NOTHING_TO_ACT_ON = 5
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+#: The whole CLI's exit codes, as `lab --help` and the README's "Exit codes" show them.
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    every expectation held (or the command did what it was asked)
+  {EXIT_FAILED}    an expectation failed
+  {EXIT_BAD_INPUT}    bad input: a scenario file, a flag or argument, a file that is not there
+  {EXIT_STACK}    the stack, the load or the fault machinery could not run
+  {EXIT_INCONCLUSIVE}    a verdict was INCONCLUSIVE: the experiment did not happen as designed
+  {EXIT_NOTHING_TO_ACT_ON}    nothing to act on: no drill runs, nothing is injected, no live stack
+       answers (or the fault is already in)
+  {EXIT_SIGINT}/{EXIT_SIGTERM} interrupted by Ctrl-C / SIGTERM, after everything was torn down"""
 
 
 def _err(msg: str) -> None:
@@ -135,17 +153,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             _err(str(exc))
             bad += 1
             continue
-        print(f"{_shown(path)}: ok ({len(scenario.variants)} variants: "
+        print(f"{shown_path(path)}: ok ({len(scenario.variants)} variants: "
               f"{', '.join(scenario.variants)})")
     return EXIT_BAD_INPUT if bad else EXIT_OK
-
-
-def _shown(path: Path) -> str:
-    """The path relative to here when it is below here, as the user would type it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
@@ -158,13 +168,16 @@ def _plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
         scenario = load_scenario_file(path)
         if scale != 1.0:
             scenario = scenario.with_data_scale(scale)
+        remote = getattr(args, "remote_workers", 0)
+        if remote:
+            if not args.master:  # chosen here, so it can be said before the load starts
+                from lab.ports import free_port
+
+                args.master = f"127.0.0.1:{free_port()}"
+            scenario = scenario.model_copy(update={"load": scenario.load.model_copy(
+                update={"remote_workers": remote, "master": args.master})})
         variants = args.variant or list(scenario.variants)
-        unknown = [v for v in variants if v not in scenario.variants]
-        if unknown:
-            raise ScenarioError(str(path), [
-                f"variants: no variant named {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(scenario.variants)})"
-            ])
+        scenario.require_variants(*variants)
         plan.append((scenario, variants))
     return plan
 
@@ -180,6 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.stability import results_json, summarize
 
     plan = _plan(args)  # every file validated before anything starts
+    if args.remote_workers:
+        _err(f"each variant's load waits for {args.remote_workers} worker(s): run `lab worker "
+             f"--master {args.master}` on each load machine")
     backend = _backend(args.backend)
     events = RunEvents()
     events.skipped.add_listener(lambda s: _err(f"skipping {s.scenario}: {s.reason}"))
@@ -199,18 +215,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         json_path = Path(args.json)
         events.variant_done.add_listener(
             lambda done: _write_json(json_path, results_json(done.results, scenarios, repeat)))
+    events.run_failed.add_listener(
+        lambda failed: _err(f"{failed.run.scenario.name}/{failed.run.variant}: {failed.error}"))
     loop.run(_run_async)
-    print(render_table(results))
-    if repeat > 1:
+    if results.variants:
+        print(render_table(results))
+    if repeat > 1 and results.variants:
         print()
-        print(render_stability(summarize(results.variants, scenarios), repeat))
-    if args.json:
+        print(render_stability(summarize(results.variants, scenarios, results.errors), repeat))
+    for broke in results.errors:
+        what = "REFUSED" if broke.kind == "refused" else "BROKE OFF"
+        print(f"{broke.scenario}/{broke.variant} run {broke.run}: {what}: {broke.message}")
+    if args.json:  # again: a run that broke off is named in it too
+        _write_json(Path(args.json), results_json(results, scenarios, repeat))
         print(f"results written to {args.json}")
-    if args.report:
+    if args.report and results.variants:
         page = write_report(results_json(results, scenarios, repeat), Path(args.report))
         print(f"report written to {page}")
-    # With --repeat, one failed run of any variant fails the whole run (k of N < N of N).
-    return EXIT_OK if results.passed else EXIT_FAILED
+    return _exit_code(results)
+
+
+def _exit_code(results: Any) -> int:
+    """The worst of what happened: a run that broke off (3, or 2 when the scenario refused
+    the load as this machine cannot carry it), a failed expectation (1), an inconclusive
+    verdict (4); with --repeat, one run of any variant decides (k of N < N of N)."""
+    kinds = {e.kind for e in results.errors}
+    if "error" in kinds:
+        return EXIT_STACK
+    if "refused" in kinds:
+        return EXIT_BAD_INPUT
+    if results.failed:
+        return EXIT_FAILED
+    if results.inconclusive:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -222,13 +260,16 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     source = Path(args.results)
+    if not source.exists():
+        raise NotFound(args.results, "results file")
     try:
         doc = json.loads(source.read_text())
         variants = doc["variants"]
         if not isinstance(variants, list) or not variants:
             raise ValueError("no variants in it")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ScenarioError(str(source), [f"not a chaoslab results file ({exc})"]) from None
+        raise UsageError(args.results, "expected a results file of `lab run --json`, got "
+                         f"something else ({type(exc).__name__}: {exc})") from None
     from lab.report.html import write_report
 
     page = write_report(doc, Path(args.directory))
@@ -305,17 +346,12 @@ def cmd_inject(args: argparse.Namespace) -> int:
     if target is not None:  # a `lab up` stack runs here: its control API holds the fault
         return cli_live.inject_live(target, args.scenario)
     if args.scenario is None:
-        raise ScenarioError("inject", ["expected SCENARIO (no `lab up` stack runs here)"])
+        raise UsageError("SCENARIO", "expected the scenario whose fault to inject: no `lab up` "
+                         "stack runs here, so it goes into a compose stack")
     path = find_scenario(args.scenario)
     scenario = load_scenario_file(path)
-    if args.variant not in scenario.variants:
-        raise ScenarioError(str(path), [
-            f"variants: no variant named {args.variant!r} "
-            f"(known: {', '.join(scenario.variants)})"])
-    try:
-        hold_for = parse_duration(args.hold_for) if args.hold_for else None
-    except ValueError as exc:
-        raise ScenarioError("--for", [str(exc)]) from None
+    scenario.require_variants(args.variant)
+    hold_for = cli_live.duration_arg("--for", args.hold_for) if args.hold_for else None
     print(f"inject: attaching to the compose stack and injecting {scenario.fault.kind} "
           f"({scenario.name}/{args.variant})…", file=sys.stderr, flush=True)
     state = workshop.start(args.project, path, args.variant, scenario.fault.kind, hold_for)
@@ -335,6 +371,7 @@ def cmd_revert(args: argparse.Namespace) -> int:
     if target is not None:
         return cli_live.revert_live(target)
 
+    workshop.require_held(args.project)
     print("revert: asking the holder to revert the fault…", file=sys.stderr, flush=True)
     state = workshop.stop(args.project)
     held = (state.reverted_at or time.time()) - (state.injected_at or state.started_at)
@@ -354,6 +391,23 @@ def cmd_compose_files(_: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not changed:
         print("compose/ is up to date")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from lab.scenario_schema import schema_text
+
+    text = schema_text()
+    if args.out is None:
+        print(text, end="")
+        return EXIT_OK
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        raise UsageError("--out", f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
     return EXIT_OK
 
 
@@ -380,13 +434,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"({figures['dashboard_calls']:.0f} calls of /api/live)")
         return EXIT_OK
     report = _run_async(run_bench(scenario, progress, hops_only=args.hops_only,
-                                  docker=args.docker))
+                                  docker=args.docker, generator_only=args.generator))
     width = max(len(k) for k in report.figures)
     print("chaoslab bench (one run; compare ratios, not absolute times)")
     for key, value in report.figures.items():
         print(f"  {key:<{width}}  {value:g}")
     for key, note in report.notes.items():
         print(f"  {key}: {note}")
+    if report.goals:
+        print("the lab's own costs against their goals (one run)")
+        for goal in report.goals:
+            print(f"  {'ok  ' if goal.met else 'MISS'} {goal.what}: {goal.measured:g} {goal.unit} "
+                  f"(goal <= {goal.limit:g} {goal.unit})")
     return EXIT_OK
 
 
@@ -398,13 +457,14 @@ def cmd_conditions(args: argparse.Namespace) -> int:
     known = [c.name for c in conditions(args.data_scale)]
     unknown = [c for c in args.only or [] if c not in known]
     if unknown:
-        _err(f"--only: no condition named {', '.join(unknown)} (known: {', '.join(known)})")
-        return EXIT_BAD_INPUT
+        raise UsageError("--only", f"no condition named {', '.join(unknown)} "
+                         f"(known: {', '.join(known)})")
 
     def progress(msg: str) -> None:
         print(f"conditions: {msg}", file=sys.stderr, flush=True)
 
-    runs = run_conditions(args.scenarios, Path(args.out), args.data_scale, progress,
+    out = Path(args.out).resolve()  # the child runs elsewhere (lab.conditions)
+    runs = run_conditions(args.scenarios, out, args.data_scale, progress,
                           only=args.only or ())
     rows = table(runs)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -419,11 +479,49 @@ def cmd_conditions(args: argparse.Namespace) -> int:
               f"({run.wall_s / max(run.load_windows_s, 1e-9):.2f}×"
               + (f", median overhead per variant {overhead:.1f} s" if overhead is not None
                  else "")
-              + f"); results in {Path(args.out) / (run.condition.name + '.json')}")
+              + f"); results in {out / (run.condition.name + '.json')}")
     held = all_held(runs)
     print("every baseline reproduced and every mitigation held in every condition" if held
           else "verdicts differ between conditions: see the FAIL cells")
     return EXIT_OK if held else EXIT_FAILED
+
+
+def _count(text: str) -> int:
+    """A whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _address(text: str) -> str:
+    """HOST:PORT."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:5557, "
+                                         f"got {text!r}")
+    return text
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Locust worker with the lab's locustfile, joined to a master elsewhere: the load
+    spec, its share of the schedule and the target come from the master; its records go
+    back to it. Runs until the master's run ends (or Ctrl-C)."""
+    import subprocess
+
+    from lab.load.locust_process import LOCUSTFILE, worker_argv
+
+    host, _, port = args.master.rpartition(":")
+    print(f"worker: joining the master at {args.master}; Ctrl-C leaves", file=sys.stderr,
+          flush=True)
+    try:
+        return subprocess.call([sys.executable, "-m", "locust",
+                                *worker_argv(str(LOCUSTFILE), host.strip("[]"), int(port))])
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT (Ctrl-C)") from None
 
 
 def _data_scale(text: str) -> float:
@@ -448,10 +546,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def version() -> str:
+    """The installed package's version; pyproject.toml's when run from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("chaoslab")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, ValueError, KeyError):
+            return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lab", description="Reproduce the incidents behind HTTP 500s and prove the fixes."
+        prog="lab", description="Reproduce the incidents behind HTTP 500s and prove the fixes.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="the scenarios, with a one-line title each")
     p.set_defaults(func=cmd_list)
@@ -476,7 +592,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-scale", type=_data_scale, default=1.0, metavar="F",
                    help="seed F × each scenario's carts (e.g. 0.4): a stand-in for a faster "
                    "machine; a scenario sized by its physics recalibrates its load")
+    p.add_argument("--remote-workers", type=_count, default=0, metavar="N",
+                   help="wait for N load-generator workers from other machines (each runs "
+                   "`lab worker --master HOST:PORT`) and let them send the load")
+    p.add_argument("--master", type=_address, metavar="HOST:PORT",
+                   help="where the load generator's master listens for remote workers "
+                   "(default 127.0.0.1 and a free port, printed when it starts)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("worker", help="join a `lab run --remote-workers` as a load-generator "
+                       "worker: sends its share of the load from this machine")
+    p.add_argument("--master", type=_address, required=True, metavar="HOST:PORT",
+                   help="the master's address, as `lab run` printed it")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("conditions", help="run scenarios as normal, pinned to one CPU and "
                        "with 40%% of their data; print the verdicts side by side")
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
@@ -524,10 +651,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compose-files", help="regenerate compose/ from the scenarios and "
                        "the docker backend's container specs (make compose-files)")
     p.set_defaults(func=cmd_compose_files)
+    p = sub.add_parser("schema", help="print the JSON Schema of scenario files (editors "
+                       "read schema/scenario.schema.json through each file's first line)")
+    p.add_argument("--out", metavar="FILE", help="write it there instead (make schema)")
+    p.set_defaults(func=cmd_schema)
     p = sub.add_parser("bench", help="measure the lab's own costs (make bench)")
     p.add_argument("--scenario", default="pool-exhaustion", help="stack and seed to use")
     p.add_argument("--hops-only", action="store_true",
                    help="only the fault proxy's and the router's per-request overhead")
+    p.add_argument("--generator", action="store_true",
+                   help="only the load generator's ceiling: one worker's and two workers' "
+                   "highest rate held at 98 %% of the schedule (recorded for load.workers: auto)")
     p.add_argument("--docker", action="store_true",
                    help="also the docker backend's stack start/teardown, against local")
     p.add_argument("--live", action="store_true",
@@ -551,15 +685,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             code = args.func(args)
         return code
-    except ScenarioError as exc:
+    except (ScenarioError, UsageError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    except StateError as exc:
+        _err(f"nothing to act on: {exc}")
+        return EXIT_NOTHING_TO_ACT_ON
     except (BackendError, LoadError, FaultError) as exc:
         _err(f"the stack could not run: {exc}")
         return EXIT_STACK
     except Interrupted as exc:
         _err(str(exc))
-        return 143 if exc.signal_name == "SIGTERM" else 130
+        return EXIT_SIGTERM if exc.signal_name == "SIGTERM" else EXIT_SIGINT
     except LabError as exc:
         _err(str(exc))
         return EXIT_STACK

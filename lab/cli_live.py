@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.errors import LabError, ScenarioError
+from lab.errors import NotFound, StateError, UsageError
 from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from lab.live.session import LiveSession
 
 EXIT_OK = 0
+#: `lab drill`'s --results when none is given: what `make demo` writes.
+DEFAULT_RESULTS = "results/latest.json"
 STATUS_EVERY_S = 10.0
 PHASES = {"stack": "starting the stack", "calibrating": "calibrating the load",
           "load": "starting the load", "ready": "ready"}
@@ -30,11 +32,17 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _duration(flag: str, text: str) -> float:
+def duration_arg(flag: str, text: str) -> float:
+    """A duration flag's value in seconds; a UsageError naming the flag otherwise."""
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise ScenarioError(flag, [str(exc)]) from None
+        raise UsageError(flag, str(exc)) from None
+
+
+def _player(given: str | None) -> str:
+    """Who plays a drill being started: --player, else the login name."""
+    return given or os.environ.get("USER") or "player"
 
 
 def _phase_printer(began: float) -> Any:
@@ -67,10 +75,8 @@ def cmd_up(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
 
     path = find_scenario(args.scenario)
     scenario = load_scenario_file(path)
-    if args.variant not in scenario.variants:
-        raise ScenarioError(str(path), [f"variants: no variant named {args.variant!r} "
-                                        f"(known: {', '.join(scenario.variants)})"])
-    hold = _duration("--for", args.hold_for)
+    scenario.require_variants(args.variant)
+    hold = duration_arg("--for", args.hold_for)
     backend = backend_of(args.backend)
 
     async def up() -> None:
@@ -122,9 +128,14 @@ def live_target(project: str | None, api: str | None) -> Any:
     live = find_live(api, drill=False)
     if live is None:
         if api is not None:
-            raise LabError(f"no live stack at {api}")
+            raise StateError(f"no live stack at {api}")
         return None
     return live, LiveClient(live.api)
+
+
+def _fault_state(client: Any) -> dict[str, Any]:
+    fault = client.get("/api/status").get("fault") or {}
+    return fault if isinstance(fault, dict) else {}
 
 
 def inject_live(target: Any, scenario_arg: str | None) -> int:
@@ -132,8 +143,13 @@ def inject_live(target: Any, scenario_arg: str | None) -> int:
     if scenario_arg is not None and live.scenario is not None:
         name = load_scenario_file(find_scenario(scenario_arg)).name
         if name != live.scenario:
-            raise LabError(f"the live stack at {live.api} runs {live.scenario}, not {name}: "
-                           "stop it and `lab up` the other scenario")
+            raise UsageError(scenario_arg, f"the live stack at {live.api} runs "
+                             f"{live.scenario}, not {name}: stop it and `lab up` the other "
+                             "scenario, or name none")
+    current = _fault_state(client)
+    if current.get("state") == "injected":
+        raise StateError(f"{current.get('kind')} is already injected into the live stack at "
+                         f"{live.api}: `lab revert` first")
     _say(f"inject: asking the live stack at {live.api}…")
     doc = client.post("/api/inject")
     fault = doc["fault"]
@@ -145,6 +161,9 @@ def inject_live(target: Any, scenario_arg: str | None) -> int:
 
 def revert_live(target: Any) -> int:
     live, client = target
+    if _fault_state(client).get("state") != "injected":
+        raise StateError(f"nothing is injected into the live stack at {live.api}: "
+                         "`lab inject` first")
     _say(f"revert: asking the live stack at {live.api}…")
     doc = client.post("/api/revert")
     fault = doc["fault"]
@@ -172,13 +191,32 @@ def _pool(text: str | None) -> list[Path]:
     return [find_scenario(name.strip()) for name in text.split(",") if name.strip()]
 
 
-def _between(text: str) -> tuple[float, float]:
+def between_arg(text: str) -> tuple[float, float]:
     low, _, high = text.partition("..")
-    first = _duration("--inject-between", low)
-    second = _duration("--inject-between", high or low)
+    first = duration_arg("--inject-between", low)
+    second = duration_arg("--inject-between", high or low)
     if second < first:
-        raise ScenarioError("--inject-between", ["expected MIN..MAX with MIN <= MAX"])
+        raise UsageError("--inject-between", f"expected MIN..MAX with MIN <= MAX, got {text!r}")
     return first, second
+
+
+def results_arg(given: str | None) -> Path | None:
+    """`lab drill --results`: a file given that is not there is an error; the default's
+    absence is said at once, since the debrief would only show it at the end. An empty
+    --results '' asks for none: the mitigations are not measured, and that is no news."""
+    if given == "":
+        return None
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise NotFound(given, "results file")
+        return path
+    path = Path(DEFAULT_RESULTS)
+    if not path.is_file():
+        _say(f"drill: no results file at {DEFAULT_RESULTS}, so the debrief will show the "
+             f"mitigations as not measured; run `lab run --json {DEFAULT_RESULTS}` first "
+             "(or pass --results PATH)")
+    return path
 
 
 def cmd_drill(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
@@ -190,6 +228,12 @@ def cmd_drill(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
     from lab.live.session import LiveSession
     from lab.runner import skip_reason
 
+    # Every flag checked before anything starts.
+    between = between_arg(args.inject_between)
+    limit = duration_arg("--limit", args.limit)
+    linger = duration_arg("--linger", args.linger)
+    results = results_arg(args.results)
+    player = _player(args.player)
     backend = backend_of(args.backend)
     everything = [load_scenario_file(p) for p in scenario_paths()]
     pool = [load_scenario_file(p) for p in _pool(args.pool)]
@@ -197,21 +241,19 @@ def cmd_drill(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
     for s in pool:
         if s not in runnable:
             _say(f"drill: {s.name} left out of the pool: {skip_reason(s, backend)}")
-    plan = DrillPlan.pick(runnable, args.seed, _between(args.inject_between))
-    limit = _duration("--limit", args.limit)
-    linger = _duration("--linger", args.linger)
-    out = Path(args.out) / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.player}"
+    plan = DrillPlan.pick(runnable, args.seed, between)
+    out = Path(args.out) / f"{time.strftime('%Y%m%d-%H%M%S')}-{player}"
     causes = sorted({s.drill_cause() for s in [*everything, *pool]})
 
     async def drill() -> None:
         began = time.monotonic()
-        _say(f"drill: seed {args.seed}, player {args.player}, {len(runnable)} possible "
+        _say(f"drill: seed {args.seed}, player {player}, {len(runnable)} possible "
              f"incidents; the stack starts now")
         async with LiveSession(plan.scenario, "baseline", backend, hold_s=limit + 3600,
                                on_phase=_phase_printer(began)) as session:
-            game = Drill(session, plan, seed=args.seed, player=args.player, causes=causes,
+            game = Drill(session, plan, seed=args.seed, player=player, causes=causes,
                          pool=[s.name for s in runnable], limit_s=limit, out_dir=out,
-                         results_path=Path(args.results) if args.results else None)
+                         results_path=results)
             runner, api = await serve(control_app(session, game), args.port)
             live = LiveFile(os.getpid(), api, None, None, backend.name, True)
             try:
@@ -246,27 +288,35 @@ def _drill_action(args: argparse.Namespace) -> int:
 
     live = find_live(args.api, drill=True)
     if live is None:
-        raise LabError("no drill runs here: start one with `lab drill` (or pass --api URL)")
+        raise StateError("no drill runs here: start one with `lab drill` (or pass --api URL)")
     client = LiveClient(live.api)
-    body: dict[str, Any] = {"player": args.player}
+    # No --player: the drill records the player it was started with.
+    body: dict[str, Any] = {} if args.player is None else {"player": args.player}
+    doc = client.get("/api/drill")
+    if args.action not in ("status", "end") and doc.get("ended"):
+        raise StateError(f"the drill at {live.api} has ended: its debrief is at {live.api}/"
+                         "debrief")
+    if args.action == "hint" and doc.get("hints_exhausted"):
+        raise StateError(f"no hints left (all {doc.get('hints_used')} used)")
     if args.action == "status":
-        doc = client.get("/api/drill")
         print(f"player {doc['player']}, {doc['elapsed_s']} s in, hints used "
               f"{doc['hints_used']}, switches set: {doc['overrides'] or 'none'}")
         print(f"causes: {', '.join(doc['causes'])}")
         return EXIT_OK
     if args.action == "diagnose":
         if len(args.values) != 1:
-            raise ScenarioError("diagnose", ["expected exactly one CAUSE"])
+            raise UsageError("diagnose", f"expected exactly one CAUSE (one of: "
+                             f"{', '.join(doc.get('causes') or [])}), got {len(args.values)}")
         body["cause"] = args.values[0]
     if args.action == "mitigate":
         if not args.values:
-            raise ScenarioError("mitigate", ["expected SWITCH=VALUE…"])
+            raise UsageError("mitigate", "expected SWITCH=VALUE…, e.g. "
+                             "DB_ACQUIRE_TIMEOUT_MS=250")
         switches = {}
         for item in args.values:
             name, sep, value = item.partition("=")
             if not sep or not name:
-                raise ScenarioError("mitigate", [f"{item!r}: expected SWITCH=VALUE"])
+                raise UsageError("mitigate", f"expected SWITCH=VALUE, got {item!r}")
             switches[name] = value
         body["switches"] = switches
         _say("mitigate: rolling restart of the checkout with "
@@ -316,7 +366,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--pool", help="comma-separated scenarios to pick from (default: all)")
     p.add_argument("--seed", type=int, default=1, help="picks the incident and its moment "
                    "(same seed, same drill)")
-    p.add_argument("--player", default=os.environ.get("USER") or "player")
+    p.add_argument("--player", default=None,
+                   help="who plays (starting a drill: default $USER); with ACTION, who acts "
+                   "(default: the drill's own player)")
     p.add_argument("--backend", default="local", choices=["local", "docker"])
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--api", help="the drill's control API (default: the one running here)")
@@ -328,6 +380,8 @@ def add_parsers(sub: Any) -> None:
                    help="keep serving the debrief this long after the end (default 5m)")
     p.add_argument("--out", default="results/drills", metavar="DIR",
                    help="where drill.json and debrief.html go (default results/drills)")
-    p.add_argument("--results", default="results/latest.json", metavar="PATH",
-                   help="a `lab run --json` file: what each mitigation did, for the debrief")
+    p.add_argument("--results", default=None, metavar="PATH",
+                   help="a `lab run --json` file: what each mitigation did, for the debrief "
+                   f"(default {DEFAULT_RESULTS}, said at the start when it is missing; "
+                   "'' for none)")
     p.set_defaults(live_cmd="drill")

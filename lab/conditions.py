@@ -82,12 +82,24 @@ class ConditionsFailed(LabError):
     """A condition's `lab run` could not produce results at all."""
 
 
+def child_argv(condition: Condition, scenarios: Sequence[str], json_path: Path,
+               backend: str = "local") -> list[str]:
+    """The child's `lab run`. It runs in the repository (REPO_ROOT), not where `lab
+    conditions` was started, so every path it is handed is absolute: the results file, and
+    a scenario named by a path that exists from here (a bare name is looked up in
+    scenarios/ wherever it runs)."""
+    named = [str(Path(s).resolve()) if Path(s).suffix in (".yaml", ".yml") else s
+             for s in scenarios]  # what lab.scenario_loader.find_scenario takes for a path
+    return [sys.executable, "-m", "lab", "run", *named, "--backend", backend,
+            "--json", str(json_path.resolve()), "--progress", "lines", *condition.extra_args]
+
+
 def run_condition(condition: Condition, scenarios: Sequence[str], out_dir: Path,
                   backend: str = "local") -> ConditionRun:
     """One `lab run` of `scenarios` under `condition`; its results JSON in `out_dir`."""
+    out_dir = out_dir.resolve()
     json_path = out_dir / f"{condition.name}.json"
-    argv = [sys.executable, "-m", "lab", "run", *scenarios, "--backend", backend,
-            "--json", str(json_path), "--progress", "lines", *condition.extra_args]
+    argv = child_argv(condition, scenarios, json_path, backend)
     cpus = condition.cpus
 
     def pin() -> None:  # in the child, before exec: everything it starts inherits it
@@ -156,6 +168,7 @@ def all_held(runs: Sequence[ConditionRun]) -> bool:
 
 def run_conditions(scenarios: Sequence[str], out_dir: Path, data_scale: float,
                    progress: Callable[[str], None], only: Sequence[str] = ()) -> list[ConditionRun]:
+    out_dir = out_dir.resolve()  # one directory, whichever process looks at it
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for condition in conditions(data_scale):

@@ -82,16 +82,6 @@ class Run:
 
 
 @dataclass(frozen=True)
-class FaultChange:
-    """The fault went in (injected) or came out (reverted)."""
-
-    scenario: str
-    variant: str
-    kind: str
-    t_s: float  # seconds since the load started
-
-
-@dataclass(frozen=True)
 class VariantDone:
     """A run of a variant finished; `results` holds every run so far, this one included."""
 
@@ -100,26 +90,28 @@ class VariantDone:
     results: RunResults
 
 
+@dataclass(frozen=True)
+class RunFailed:
+    """A run of a variant broke off with `error`; `results` names it in `errors`."""
+
+    run: Run
+    error: Exception
+    results: RunResults
+
+
 @dataclass
 class RunEvents:
     """Every hook of a run, in the order they fire for one run of a variant.
 
-    `skipped` fires while the loop checks the plan, before anything runs. The runner fires
-    `injected` and `reverted` on the way through; on an error or a cancellation the fault
-    is still reverted but `reverted` does not fire (the exception says what happened).
+    `skipped` fires while the loop checks the plan, before anything runs.
     """
 
     skipped: EventHook[Skipped] = field(default_factory=EventHook)
     started: EventHook[Run] = field(default_factory=EventHook)
     progress: EventHook[Progress] = field(default_factory=EventHook)
-    injected: EventHook[FaultChange] = field(default_factory=EventHook)
-    reverted: EventHook[FaultChange] = field(default_factory=EventHook)
     variant_done: EventHook[VariantDone] = field(default_factory=EventHook)
-
-    def __call__(self, progress: Progress) -> None:
-        """A bundle is a ProgressFn too: calling it fires `progress`. So `run_variant`'s
-        progress argument takes either, and code written for a callback keeps working."""
-        self.progress.fire(progress)
+    #: A run broke off (refused, or the machinery failed); it is in `results.errors`.
+    run_failed: EventHook[RunFailed] = field(default_factory=EventHook)
 
     @classmethod
     def of(cls, progress: RunEvents | ProgressFn | None) -> RunEvents:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lab.expectations import Expectation, LatencyExpectation, StatusExpectation
-from lab.load.classify import matches
+from lab.honest import dishonest_kind, is_honest
 from lab.load.request_log import RequestRecord, answers
 from lab.results import ExpectationResult, Windows, in_window
 from lab.sampler import Sample
@@ -33,7 +33,10 @@ class _Observed:
         return self.windows.range(window)
 
     def answers(self, window: str) -> list[RequestRecord]:
-        return answers(in_window(self.records, self.windows.range(window)))
+        return answers(self.arrivals(window))
+
+    def arrivals(self, window: str) -> list[RequestRecord]:
+        return in_window(self.records, self.windows.range(window))
 
     def samples_in(self, window: str, service: str) -> list[Sample]:
         start, end = self.windows.range(window)
@@ -65,42 +68,46 @@ def judge(
     """A variant's own expectations, then — for a mitigation — the built-in honest line,
     so no mitigation can pass on expectations that forgot to look at some failure."""
     results = [evaluate(e, records, samples, windows, ledger) for e in variant.expect]
-    if name != "baseline" and not variant.shows_problem:
+    if is_mitigation(name, variant):
         results.append(honest_verdict(variant, records, windows))
     return results
 
 
-HONEST_TEXT = "[fault, after] every answer is honest (2xx, 503 with Retry-After, expected 4xx)"
+def is_mitigation(name: str, variant: Variant) -> bool:
+    """Judged by the honest line: neither the baseline nor a control that shows the
+    problem."""
+    return name != "baseline" and not variant.shows_problem
+
+
+HONEST_TEXT = ("[fault, after] every arrival got an honest answer (2xx, 503 with "
+               "Retry-After, a 4xx the variant names)")
 
 
 def honest_verdict(
     variant: Variant, records: Sequence[RequestRecord], windows: Windows
 ) -> ExpectationResult:
-    """Every request sent from the fault's start to the end of the load got an honest
-    answer: a 2xx (fallbacks included), a 503 with Retry-After, or a 4xx the variant's
-    expectations name. A request an allowance selects (a status expectation with an upper
-    bound above zero, in its window) is left to that expectation; a lying 200 never is.
-    Anything else — 500, 502, 504, a 503 without Retry-After, a timeout, a connection
-    error, an unreadable body, a lying 200 — is counted by kind.
-
-    Arrivals the open model's load generator dropped at its cap were never sent: they are
-    not answers, honest or not. They do not fail the line (they are the generator's, not
-    the service's) but the measured text says how many there were.
+    """Every arrival from the fault's start to the end of the load got an honest answer
+    (lab.honest: a 2xx, fallbacks included; a 503 with Retry-After; a 4xx code the
+    variant's expectations name for the window it was sent in). An arrival an allowance
+    selects (a status expectation with an upper bound above zero, in its window) is left to
+    that expectation; a lying 200 never is. Anything else — 500, 502, 504, a 503 without
+    Retry-After, a timeout, an error, a body cut short or off its contract, a request
+    unfinished when the load stopped, an arrival the load generator dropped at its cap —
+    is counted by kind: the lab cannot vouch for an answer it never saw.
     """
-    everything = in_window(records, (windows.fault_start, windows.load_end))
-    span = answers(everything)
-    drops = _drops_text(len(everything) - len(span))
-    if not span:
-        return ExpectationResult(HONEST_TEXT, False, "no requests in the window" + drops, None)
-    named_4xx = [e.status for e in variant.expect
-                 if isinstance(e, StatusExpectation | LatencyExpectation) and e.status is not None
-                 and (e.status == "4xx" or e.status.startswith("4"))]
+    span = in_window(records, (windows.fault_start, windows.load_end))
+    if not answers(span):
+        return ExpectationResult(HONEST_TEXT, False, "no requests in the window", None)
+    named = [(e.status, windows.range(e.window)) for e in variant.expect
+             if isinstance(e, StatusExpectation | LatencyExpectation)
+             and e.status is not None and _is_4xx_code(e.status)]
     allowances = [(e, windows.range(e.window)) for e in variant.expect
                   if isinstance(e, StatusExpectation) and e.is_allowance]
     dishonest: Counter[str] = Counter()
     allowed: Counter[str] = Counter()
     for r in span:
-        if _honest(r, named_4xx):
+        codes = [code for code, (start, end) in named if start <= r.start < end]
+        if is_honest(r, codes):
             continue
         allowance = None if r.cls == "lying_200" else next(
             (e for e, (start, end) in allowances
@@ -108,38 +115,17 @@ def honest_verdict(
         if allowance is not None:
             allowed[allowance.selector] += 1
         else:
-            dishonest[_dishonest_kind(r)] += 1
+            dishonest[dishonest_kind(r)] += 1
     count = sum(dishonest.values())
     measured = f"{count} dishonest of {len(span)}"
     if count:
         measured += ": " + ", ".join(f"{k} ×{n}" for k, n in sorted(dishonest.items()))
     for selector, n in sorted(allowed.items()):
         measured += f"; {selector} left to its allowance: {n}"
-    return ExpectationResult(HONEST_TEXT, count == 0, measured + drops, float(count))
+    return ExpectationResult(HONEST_TEXT, count == 0, measured, float(count))
 
 
-def _drops_text(dropped: int) -> str:
-    if not dropped:
-        return ""
-    return (f"; {dropped} arrival{'s' if dropped != 1 else ''} dropped by the load generator "
-            "at its max_in_flight cap (never sent: not answers, and not counted here)")
-
-
-def _honest(r: RequestRecord, named_4xx: Sequence[str]) -> bool:
-    if r.cls in ("2xx", "fallback"):
-        return True
-    if r.cls == "503":
-        return r.retry_after
-    return r.cls == "4xx" and any(matches(s, r.status, r.cls) for s in named_4xx)
-
-
-def _dishonest_kind(r: RequestRecord) -> str:
-    if r.cls == "lying_200":
-        return "lying 200"
-    if r.cls == "503":
-        return "503 without Retry-After"
-    if r.cls == "timeout":
-        return "timeout"
-    if r.cls == "error":
-        return f"error ({r.error})" if r.error else "error"
-    return str(r.status)
+def _is_4xx_code(selector: str) -> bool:
+    """An exact 4xx code ('429'): the only kind of 4xx a variant can make honest (a bare
+    '4xx' would make a 404 for a broken route an honest answer to an overload)."""
+    return len(selector) == 3 and selector.startswith("4") and selector.isdigit()

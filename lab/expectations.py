@@ -74,6 +74,8 @@ class Bound:
 
 
 _BOUND_RE = re.compile(r"\s*(>=|<=|==|>|<)?\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|ms|s)?\s*")
+#: What a bound looks like, for the scenario schema (lab.scenario_schema).
+BOUND_PATTERN = rf"^{_BOUND_RE.pattern}$"
 
 
 def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
@@ -93,6 +95,10 @@ def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
         if not m:
             raise ValueError(f"expected a bound like {examples}, got {value!r}")
         op, number, unit = m.group(1) or "==", float(m.group(2)), m.group(3) or ""
+        if kind in ("count", "latency") and number < 0:
+            what = "a count" if kind == "count" else "a latency"
+            raise ValueError(f"{what} is never negative, so {value!r} cannot mean what it "
+                             f"says; expected {examples}")
         if kind == "rate":
             if unit == "%":
                 number /= 100
@@ -103,18 +109,37 @@ def _bound_parser(kind: Literal["count", "rate", "latency", "number"]) -> Any:
             if not 0 <= number <= 1:  # '>= 200%' could never hold: the run would fail forever
                 raise ValueError(f"a rate is a share from 0% to 100%, got {value!r}; "
                                  f"expected {examples}")
-            return Bound(op, number, "%")
+            return _can_fail(Bound(op, number, "%"), value, 0.0, 1.0, examples)
         if kind == "latency":
             if unit == "s":
                 number *= 1000
             elif unit == "%":
                 raise ValueError(f"a latency takes 'ms' or 's', got {value!r}")
-            return Bound(op, number, "ms")
+            return _can_fail(Bound(op, number, "ms"), value, 0.0, None, examples)
         if unit:
             raise ValueError(f"a {kind} takes no unit, got {value!r}; expected {examples}")
+        if kind == "count":
+            return _can_fail(Bound(op, number, ""), value, 0.0, None, examples)
         return Bound(op, number, "")
 
     return BeforeValidator(parse)
+
+
+def _can_fail(bound: Bound, written: Any, low: float, high: float | None,
+              examples: str) -> Bound:
+    """Refuse a bound every possible figure meets (`>= 0%`, `<= 100%`, `count >= 0`): a
+    claim that cannot fail vouches for nothing. (One no figure meets is refused by the
+    range checks: a negative count, a share above 100 %.)"""
+    always = ((bound.op == ">=" and bound.value <= low)
+              or (high is not None and bound.op == "<=" and bound.value >= high))
+    if always:
+        raise ValueError(f"{written!r} holds whatever is measured, so it cannot fail; "
+                         f"expected a bound that could, like {examples}")
+    never = ((bound.op == "<" and bound.value <= low)
+             or (high is not None and bound.op == ">" and bound.value >= high))
+    if never:
+        raise ValueError(f"{written!r} cannot hold whatever is measured; expected {examples}")
+    return bound
 
 
 CountBound = Annotated[Bound, _bound_parser("count")]
@@ -124,7 +149,7 @@ NumberBound = Annotated[Bound, _bound_parser("number")]
 
 # Response classes a request log entry can fall in (see lab.load.classify).
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "server_errors", "other_5xx", "lying_200", "fallback",
-                  "timeout", "error")
+                  "timeout", "error", "dropped")
 _STATUS_RE = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -139,6 +164,33 @@ def _parse_status(value: Any) -> str:
 
 
 StatusSelector = Annotated[str, BeforeValidator(_parse_status)]
+
+#: What a /health sample can be compared with: a code, a class of codes, or no answer.
+HEALTH_CLASSES = ("2xx", "4xx", "5xx", "server_errors", "timeout", "error")
+
+
+def _parse_health(value: Any) -> str:
+    text = str(value).strip()
+    if text in HEALTH_CLASSES or _STATUS_RE.fullmatch(text):
+        return text
+    raise ValueError(
+        f"expected the status /health answered, like 200 or 503, or one of "
+        f"{', '.join(HEALTH_CLASSES)} (a /health sample has no body class); got {value!r}")
+
+
+HealthSelector = Annotated[str, BeforeValidator(_parse_health)]
+
+
+def health_matches(selector: str, health: str) -> bool:
+    """Does a /health sample (its status as a string, or 'timeout'/'error') match?"""
+    if selector in ("timeout", "error") or not health.isdigit():
+        return selector == health
+    code = int(health)
+    if selector in ("2xx", "4xx", "5xx"):
+        return code // 100 == int(selector[0])
+    if selector == "server_errors":
+        return 500 <= code < 600 and code != 503
+    return health == selector
 
 _WINDOW_RE = re.compile(r"(before|fault|after)(?:\+([0-9]+(?:\.[0-9]+)?)s)?")
 
@@ -236,6 +288,10 @@ class Observed(Protocol):
 
     def answers(self, window: str) -> Sequence[RequestRecord]:
         """The requests sent in a window that were answered (not the open model's drops)."""
+        ...
+
+    def arrivals(self, window: str) -> Sequence[RequestRecord]:
+        """Every arrival of a window: the requests sent and the open model's drops."""
         ...
 
     def samples_in(self, window: str, service: str) -> Sequence[Sample]:
@@ -412,8 +468,10 @@ class StatusExpectation(_Amount):
     With an upper bound above zero (`rate: "<= 40%"`, `count: "< 50"`) it is also an
     *allowance*: in its window, the requests it selects are judged by it and left out of
     the mitigation's built-in honest line (see lab.expect.honest_verdict). A lying 200 is
-    never allowed that way. Naming `4xx` or a 4xx code makes those answers honest for the
-    honest line.
+    never allowed that way. Naming a 4xx code (`429`) makes those answers honest for the
+    honest line, in this expectation's window. `status: dropped` counts the open model's
+    arrivals dropped at the in-flight cap, out of every arrival of the window. `reason`
+    narrows what is counted, never what it is counted out of.
     """
 
     kind: ClassVar[str] = "status"
@@ -454,10 +512,11 @@ class StatusExpectation(_Amount):
         return f"{self.where} " + "; ".join(parts)
 
     def check(self, observed: Observed) -> Verdict:
-        window = _with_reason(observed.answers(self.window), self.reason)
+        window = (observed.arrivals(self.window) if self.status == "dropped"
+                  else observed.answers(self.window))
         if not window:
             return Verdict(False, "no requests in the window", None)
-        hits = [r for r in window if matches(self.status, r.status, r.cls)]
+        hits = [r for r in window if self.selects(r)]
         parts: list[str] = []
         passed = True
         value: float | None = None
@@ -479,6 +538,9 @@ class LatencyExpectation(_Windowed):
     rules: ClassVar[tuple[_Rule, ...]] = (
         _NEEDS_WINDOW, _NO_SERVICE, _REASON_NEEDS_STATUS, _NO_STATS, _NO_WHILE,
         (_any("count", "rate"), "give a latency bound (p50/p99) or a count/rate, not both"),
+        (lambda g: {"p50", "p99"} <= g,
+         "give one percentile per expectation: 'p50' or 'p99' (write two expectations "
+         "for both)"),
         (_any("retry_after"), "'retry_after' goes with a 'status' expectation, not a latency"),
     )
 
@@ -488,7 +550,7 @@ class LatencyExpectation(_Windowed):
     p99: LatencyBound | None = None
 
     def percentile(self) -> tuple[int, Bound]:
-        """(50 | 99, its bound): p50 when both are given."""
+        """(50 | 99, its bound): exactly one is given (the rules refuse both)."""
         if self.p50 is not None:
             return 50, self.p50
         assert self.p99 is not None  # the discriminator chose this kind for one of them
@@ -530,7 +592,7 @@ class HealthExpectation(_Amount):
         (_none("count", "rate"), "a 'health' expectation needs 'count' or 'rate'"),
     )
 
-    health: StatusSelector
+    health: HealthSelector
     service: Service | None = None
 
     @property
@@ -542,7 +604,7 @@ class HealthExpectation(_Amount):
         samples = observed.samples_in(self.window, self.service or "checkout")
         if not samples:
             return Verdict(False, "no /health samples in the window", None)
-        hits = sum(1 for s in samples if s.health == self.health)
+        hits = sum(1 for s in samples if health_matches(self.health, s.health))
         passed, measured, value = self.amount(hits, len(samples))
         return Verdict(passed, f"{measured} samples", value)
 
@@ -607,46 +669,61 @@ class MetricExpectation(_Windowed):
         return Verdict(bound.holds(value), f"{stat} {value:g} over {len(values)} samples", value)
 
     def _increase(self, observed: Observed, increase: Bound, service: str) -> Verdict:
-        """How much a counter rose, summed over the service's instances per sampling round.
+        """How much a counter rose, per instance, summed over the service's instances.
 
-        Without `while`: from the last round *before* the window (so a rise right at the
-        window's start, such as a recompute at injection, counts) to the last round in it.
-        With `while`: only between consecutive rounds in the window in which the condition
-        held on a checkout instance — and, with `episodes`, in which that episode counter
-        did not rise (the condition did not end and start again between the two samples).
+        Each instance's rise is the sum of its consecutive sample-to-sample rises, and a
+        fall is a restart (the counter began again from zero), as Prometheus' `increase`
+        reads it: an instance that missed a sampling round, or one that started or
+        stopped inside the window, cannot make the sum fall, so it is never negative.
+        Without `while`: from each instance's last sample *before* the window (so a rise
+        right at the window's start, such as a recompute at injection, counts) to its last
+        sample in it. With `while`: only between consecutive rounds in the window in which
+        the condition held on a checkout instance — and, with `episodes`, in which that
+        episode counter did not rise (the condition did not end and start again between
+        the two samples).
         """
-        target = observed.samples_of(service)
+        target = [s for s in observed.samples_of(service) if self.metric in s.metrics]
         start_t, end_t = observed.window_range(self.window)
-        per_round = _per_round(target, self.metric)
-        when = {s.round: s.t for s in target if self.metric in s.metrics}
-        inside = [r for r in sorted(per_round) if start_t <= when[r] < end_t]
-        before = [r for r in sorted(per_round) if when[r] < start_t]
+        series = _by_instance(target, self.metric)
+        inside_rounds = sorted({s.round for s in target if start_t <= s.t < end_t})
         cond = self.while_
         if cond is None:
-            if not inside:
+            if not inside_rounds:
                 return Verdict(False, f"{self.metric} was never sampled in the window", None)
-            start = per_round[before[-1]] if before else per_round[inside[0]]
-            end = per_round[inside[-1]]
-            value = end - start
-            return Verdict(increase.holds(value),
-                           f"increase {value:g} ({start:g} → {end:g}; {len(inside)} "
-                           f"sample{'s' if len(inside) != 1 else ''})", value)
-        if len(inside) < 2:
+            value, spans = 0.0, []
+            for points in series.values():
+                span = [p for p in points if p[1] < end_t]
+                before = [p for p in span if p[1] < start_t]
+                inside = [p for p in span if p[1] >= start_t]
+                if inside:
+                    judged = [*before[-1:], *inside]
+                    value += _rise(judged)
+                    spans.append((judged[0][2], judged[-1][2]))
+            n = len(inside_rounds)
+            samples = f"{n} sample{'s' if n != 1 else ''}"
+            where = (f"{spans[0][0]:g} → {spans[0][1]:g}; {samples}" if len(spans) == 1
+                     else f"over {len(spans)} instances; {samples}")
+            return Verdict(increase.holds(value), f"increase {value:g} ({where})", value)
+        if len(inside_rounds) < 2:
             return Verdict(False, f"{self.metric} was sampled fewer than twice in the window",
                            None)
         checkout = observed.samples_of("checkout")
         held = {s.round for s in checkout
                 if cond.metric in s.metrics and cond.bound.holds(s.metrics[cond.metric])}
         episode = _per_round(checkout, self.episodes) if self.episodes else {}
+        when = {s.round: s.t for s in target}
+        at = {(inst, r): v for inst, points in series.items() for r, _, v in points}
         value, seconds, broken = 0.0, 0.0, 0
-        for a, b in itertools.pairwise(inside):
+        for a, b in itertools.pairwise(inside_rounds):
             if a not in held or b not in held:
                 continue
             if self.episodes and (a not in episode or b not in episode
                                   or episode[b] != episode[a]):
                 broken += 1
                 continue
-            value += max(0.0, per_round[b] - per_round[a])
+            for inst in series:
+                if (inst, a) in at and (inst, b) in at:
+                    value += _rise([(a, 0.0, at[inst, a]), (b, 0.0, at[inst, b])])
             seconds += when[b] - when[a]
         left_out = (f" ({broken} interval{'s' if broken != 1 else ''} left out: "
                     f"{self.episodes} rose or was not sampled)") if broken else ""
@@ -690,6 +767,27 @@ def _whose(service: str | None) -> str:
 
 def _with_reason(records: Sequence[RequestRecord], reason: str | None) -> Sequence[RequestRecord]:
     return records if reason is None else [r for r in records if r.reason == reason]
+
+
+_Point = tuple[int, float, float]  # (round, time, value)
+
+
+def _by_instance(samples: Iterable[Sample], metric: str) -> dict[str, list[_Point]]:
+    """(round, time, value) of a metric per instance, in time order."""
+    out: dict[str, list[_Point]] = {}
+    for s in sorted(samples, key=lambda s: s.t):
+        if metric in s.metrics:
+            out.setdefault(s.instance, []).append((s.round, s.t, s.metrics[metric]))
+    return out
+
+
+def _rise(points: Sequence[_Point]) -> float:
+    """A counter's rise across consecutive samples of one instance; a fall is a restart
+    from zero, so the new value is all rise."""
+    total = 0.0
+    for (_, _, a), (_, _, b) in itertools.pairwise(points):
+        total += b - a if b >= a else b
+    return total
 
 
 def _per_round(samples: Iterable[Sample], metric: str) -> dict[int, float]:

@@ -51,10 +51,11 @@ from lab.postgres import (
     find_bindir,
 )
 from lab.processes import is_alive
+from lab.runs import CACHE_ENV as CACHE_ENV
 from lab.runs import TMPFS_ENV, TmpfsDir, tmpfs_root
+from lab.runs import cache_root as cache_root
 from lab.services.checkout import schema
 
-CACHE_ENV = "CHAOSLAB_CACHE_DIR"
 ENTRY_PREFIX = "pgdata-"
 PARTIAL_SUFFIX = ".partial"
 MARKER = "dataset.json"
@@ -65,18 +66,6 @@ FORMAT = 1
 #: every run copies it. The data files are the same; each run's server starts with the
 #: lab's usual settings (SERVER_SETTINGS).
 BUILD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
-
-
-def cache_root() -> Path:
-    """CHAOSLAB_CACHE_DIR; else /var/cache/chaoslab as root (beside the copies of server
-    binaries); else the user's cache directory."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override)
-    if os.geteuid() == 0:
-        return Path("/var/cache/chaoslab")
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "chaoslab"
 
 
 def dataset_key(server: str, server_user: str, carts: int, items_per_cart: int) -> str:

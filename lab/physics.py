@@ -204,25 +204,30 @@ def _metric_rise(samples: Sequence[Sample], name: str) -> float | None:
 
 
 def mechanism(
-    slow_path: str,
+    slow_path: str | None,
     records: Sequence[RequestRecord],
     samples: Sequence[Sample],
     fault: tuple[float, float],
     settings: Mapping[str, Any],
     before_samples: Sequence[Sample] = (),
     before: tuple[float, float] | None = None,
+    users: int | None = None,
 ) -> dict[str, Any]:
     """The incident's physics as measured during the fault window `fault` (epoch s).
 
-    `settings` are the variant's checkout switches (lab.services.checkout.switches);
-    `before_samples` are the samples of the last round before the fault, so that a
-    counter's rise at the fault's first moment counts; `before` is the window before the
-    fault, where the healthy path must have kept up with the same load."""
+    `slow_path`: the scenario's `physics.slow_path`, or None for a scenario without one
+    (every request counts, and the pool and session figures the checkout reports are
+    read as they are). `settings` are the variant's checkout switches
+    (lab.services.checkout.switches); `before_samples` are the samples of the last round
+    before the fault, so that a counter's rise at the fault's first moment counts;
+    `before` is the window before the fault, where the healthy path must have kept up
+    with the same load; `users`: a closed-loop load's users (None: the open model)."""
     start, end = fault
     length = max(end - start, 1e-9)
-    endpoint = SLOW_PATHS[slow_path].endpoint
-    arrived = [r for r in records if r.request == endpoint and start <= r.start < end]
-    answered = [r for r in records if r.request == endpoint and not r.dropped
+    endpoint = None if slow_path is None else SLOW_PATHS[slow_path].endpoint
+    mine = [r for r in records if endpoint is None or r.request == endpoint]
+    arrived = [r for r in mine if start <= r.start < end]
+    answered = [r for r in mine if not r.dropped
                 and r.outcome == "response" and start <= r.start + r.latency_ms / 1000 < end]
     waits = [r.latency_ms / 1000 for r in arrived if not r.dropped and r.outcome == "response"]
     fault_samples = [s for s in samples if start <= s.t < end and s.service == "checkout"]
@@ -234,6 +239,7 @@ def mechanism(
         "longest_wait_s": round(max(waits), 3) if waits else None,
         "median_wait_s": round(statistics.median(waits), 3) if waits else None,
         "pool": settings.get("DB_POOL_MAX"),
+        "closed_loop_users": users,
     }
     served = figures["served_per_s"]
     figures["demand"] = round(figures["arrived_per_s"] / served, 2) if served else None
@@ -247,7 +253,7 @@ def mechanism(
         figures["before_2xx_share"] = round(len(ok) / len(sent), 4) if sent else None
         figures["before_median_wait_s"] = (round(statistics.median(b_waits), 3)
                                            if b_waits else None)
-    if slow_path == "cart-lookup":
+    if slow_path in ("cart-lookup", None):
         ttl_ms = settings.get("SESSION_TTL_MS")
         figures["session_ttl_s"] = None if ttl_ms is None else ttl_ms / 1000
         figures["pool_waiting_max"] = _metric_max(fault_samples, "checkout_db_pool_waiting")
@@ -263,7 +269,12 @@ def mechanism(
 
 def mechanism_text(m: Mapping[str, Any]) -> str:
     """One line: the figures the incident turns on."""
-    if m["slow_path"] == "cart-lookup":
+    if m.get("closed_loop_users"):
+        parts = [f"closed loop of {m['closed_loop_users']} users: {m['arrived_per_s']:g}/s "
+                 f"arrived during the fault"
+                 + (f" against {m['before_arrived_per_s']:g}/s before it"
+                    if m.get("before_arrived_per_s") is not None else "")]
+    elif m["slow_path"] in ("cart-lookup", None):
         parts = [f"{m['arrived_per_s']:g}/s arrived, {m['served_per_s']:g}/s served"
                  + (f" ({m['demand']:g}×)" if m.get("demand") else "")]
     else:  # a burst at the expiry: a window-long served rate says nothing about it
@@ -274,7 +285,7 @@ def mechanism_text(m: Mapping[str, Any]) -> str:
         parts.append(f"before the fault {m['before_arrived_per_s']:g}/s, median "
                      f"{m['before_median_wait_s'] * 1000:.0f} ms"
                      + (" (SATURATED: the load alone)" if saturated_before(m) else ""))
-    if m["slow_path"] == "cart-lookup":
+    if m["slow_path"] in ("cart-lookup", None):
         if m.get("pool_waiting_max") is not None:
             parts.append(f"{m['pool_waiting_max']:g} waiting on {m['pool']} connections")
         if m.get("longest_wait_s") is not None and m.get("session_ttl_s") is not None:
@@ -308,11 +319,25 @@ def why_not(m: Mapping[str, Any], calibration: Calibration | None) -> str:
                 f"s at {m.get('before_arrived_per_s')}/s): the calibrated rate is more than "
                 "the service serves on this machine; grow the data set (stack.seed) so the "
                 "slow path needs fewer arrivals, or lower physics.fault_demand")
+    users = m.get("closed_loop_users")
+    if users:
+        slowed = (m.get("before_arrived_per_s") or 0) and m["arrived_per_s"] / max(
+            m["before_arrived_per_s"], 1e-9)
+        ttl, longest = m.get("session_ttl_s"), m.get("longest_wait_s")
+        waits = (f"; no wait outlived the {ttl:g} s session (longest {longest:g} s)"
+                 if ttl is not None and longest is not None and longest <= ttl else "")
+        return (f"the load is a closed loop: at most {users} requests were ever in flight, "
+                f"and arrivals slowed with the service ({m.get('before_arrived_per_s')}/s "
+                f"before the fault, {m['arrived_per_s']:g}/s during it"
+                + (f", {slowed:.0%}" if slowed else "") + f"){waits}: the queue cannot grow "
+                "past the users. Use the open model (load.rate, or physics with rate: "
+                "calibrated) so arrivals keep coming whatever the service does, or raise "
+                "load.users")
     if calibration is not None and calibration.limited_by:
         return (f"the arrival rate was held at {calibration.limited_by}: this machine serves "
                 "the slow path faster than the load generator may arrive; grow the data set "
                 "(stack.seed) so each slow request costs more")
-    if m["slow_path"] == "cart-lookup":
+    if m["slow_path"] in ("cart-lookup", None):
         demand = m.get("demand")
         if demand is None or demand < 1.1:
             return (f"arrivals did not outrun the slow path (demand {demand or 0:g}×): raise "

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from lab.waiting import wait_until
+
 RUN_ID_ENV = "CHAOSLAB_RUN_ID"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
@@ -153,9 +155,7 @@ def kill_pids(pids: Sequence[int], grace: float = 3.0) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(is_alive(p) for p in pids):
-        time.sleep(0.05)
+    wait_until(lambda: not any(is_alive(p) for p in pids), grace, every=0.05)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

@@ -98,11 +98,18 @@ class VariantFailed(Exception):
     """Raised by an item whose expectations did not hold; rendered without a traceback."""
 
 
+class VariantInconclusive(Exception):
+    """Raised while an item sets up — runs its experiment — when the experiment did not
+    happen as designed, or broke off: JUnit counts it an error, not a failure nor a skip."""
+
+
 class VariantItem(pytest.Item):
     def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.result: VariantResult | None = None  # the last run
+        self.runs: list[VariantResult] = []
+        self.errored = 0
         if self.name == "baseline":
             self.add_marker(pytest.mark.reproduces)
         elif scenario.variants[self.name].shows_problem:
@@ -110,7 +117,9 @@ class VariantItem(pytest.Item):
         else:
             self.add_marker(pytest.mark.mitigation)
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
+        """The experiment: the variant's runs. One that did not happen as designed
+        (INCONCLUSIVE) or broke off is an error of the item, raised here."""
         repeat: int = self.config.getoption("--lab-repeat", 1)
         events = RunEvents()
         events.variant_done.add_listener(self._record)
@@ -120,9 +129,23 @@ class VariantItem(pytest.Item):
                        variant_runner=run_variant)
         if loop.results.skipped:  # e.g. no size-limited filesystem here: never faked
             pytest.skip(loop.results.skipped[0].reason)
-        runs = loop.run().variants
+        results = loop.run()
+        self.runs = results.variants
+        self.errored = len(results.errors)
+        problems = [f"run {e.run} broke off: {e.message}" for e in results.errors]
+        problems += [f"run {n}: INCONCLUSIVE: {i.text}"
+                     for n, r in enumerate(self.runs, 1) for i in r.inconclusive]
+        if problems and (repeat == 1 or not self.runs):
+            raise VariantInconclusive("\n".join(
+                [f"{self.scenario.name}::{self.name}: the experiment did not happen as "
+                 "designed, so it has no verdict", *(f"  - {p}" for p in problems)]))
+
+    def runtest(self) -> None:
+        repeat: int = self.config.getoption("--lab-repeat", 1)
+        runs = self.runs
         if repeat > 1:
-            self._judge_runs(variant_stability(runs, self.scenario.variants[self.name].expect))
+            self._judge_runs(variant_stability(runs, self.scenario.variants[self.name].expect,
+                                               self.errored))
         elif self.result is not None and not self.result.passed:
             failed = [e for e in self.result.expectations if not e.passed]
             lines = [f"{e.text}: measured {e.measured}" + (f" ({e.note})" if e.note else "")
@@ -158,9 +181,17 @@ class VariantItem(pytest.Item):
         raise VariantFailed("\n".join([head, *(f"  - {line}" for line in lines)]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, VariantFailed):
+        if isinstance(excinfo.value, VariantFailed | VariantInconclusive):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
+
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException],
+                         style: Any = None) -> Any:
+        """pytest renders an error of the set-up phase here: the inconclusive experiment in
+        words, not a traceback of the plugin."""
+        if isinstance(excinfo.value, VariantInconclusive):
+            return str(excinfo.value)
+        return super()._repr_failure_py(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.scenario.name}::{self.name}"

@@ -22,7 +22,9 @@ from lab.load.request_log import RequestRecord, answers
 from lab.sampler import Sample
 from lab.scenario import LoadSpec
 
-SCHEMA_VERSION = 2  # 2: 502 and 504 left other_5xx for classes of their own
+#: 2: 502 and 504 left other_5xx for classes of their own. 3: a variant's `verdict` (PASS,
+#: FAIL, INCONCLUSIVE) with its `inconclusive` reasons; drops count on the honest line.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,8 @@ class ArrivalAccount:
 
     The schedule is read back from the seed (lab.load.arrivals), anchored at the first
     arrival seen, so a Poisson second that was quiet by draw is not taken for a generator
-    that fell behind. A request still in flight when Locust stopped is never logged, so a
-    second within `client_timeout` of the load's end can only under-count: those seconds
-    are shown but not judged.
+    that fell behind. The load runs on past its window until every request sent in it has
+    ended, so every second is judged.
     """
 
     rate: float
@@ -185,8 +186,9 @@ class ArrivalAccount:
         scheduled = scheduled_per_second(spec.rate_per_s, spec.arrivals, seed,
                                          0.0 if started is None else started, seconds)
         achieved = [len(b) for b in buckets]
-        judged = min(seconds, max(0, math.floor(
-            windows.load_end - windows.load_start - spec.client_timeout)))
+        # The load ran on until every request sent in the window had ended, and one still
+        # in flight at its stop is logged as unfinished: every second can be judged.
+        judged = seconds
         return cls(
             rate=spec.rate_per_s, kind=spec.arrivals, max_in_flight=spec.max_in_flight,
             started_s=None if started is None else round(started, 3),
@@ -230,11 +232,16 @@ class ArrivalAccount:
         }
 
 
-def load_summary(spec: LoadSpec, account: ArrivalAccount | None) -> dict[str, Any]:
+def load_summary(spec: LoadSpec, account: ArrivalAccount | None,
+                 capacity: Any = None) -> dict[str, Any]:
     """The variant's `load` in the results: how the load was generated and, for the open
-    model, what it achieved."""
+    model, what it achieved and what the healthy stack served before it
+    (lab.capacity.Capacity)."""
     if account is not None:
-        return account.to_json()
+        doc = account.to_json()
+        if capacity is not None:
+            doc["healthy_capacity"] = capacity.to_json()
+        return doc
     return {"model": "closed", "users": spec.users, "spawn_rate": spec.spawn_rate,
             "wait_s": spec.wait}
 
@@ -309,6 +316,30 @@ def failure_signatures(stderr_lines: Iterable[str]) -> list[Signature]:
     return sorted(groups.values(), key=lambda s: -s.count)
 
 
+@dataclass(frozen=True)
+class Inconclusive:
+    """One way a run's experiment did not happen as designed (lab.validity), and the knob
+    that changes it: the variant's verdict is then INCONCLUSIVE, neither PASS nor FAIL."""
+
+    check: str  # generator | dropped_before | saturated_before | too_few | refused | error
+    what: str
+    knob: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.what}: {self.knob}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "what": self.what, "knob": self.knob}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Inconclusive:
+        return cls(str(doc.get("check", "")), str(doc.get("what", "")), str(doc.get("knob", "")))
+
+
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+
+
 @dataclass
 class ExpectationResult:
     text: str
@@ -346,16 +377,28 @@ class VariantResult:
     calibration: dict[str, Any] | None = None
     #: A `physics` scenario's mechanism as measured in the fault window (lab.physics).
     mechanism: dict[str, Any] | None = None
+    #: How the experiment missed its design (lab.validity); any makes it INCONCLUSIVE.
+    inconclusive: list[Inconclusive] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """INCONCLUSIVE when the experiment did not happen as designed (whatever its
+        expectations say: they were measured on another experiment), else PASS or FAIL."""
+        if self.inconclusive:
+            return INCONCLUSIVE
+        return PASS if all(e.passed for e in self.expectations) else FAIL
 
     @property
     def passed(self) -> bool:
-        return all(e.passed for e in self.expectations)
+        return self.verdict == PASS
 
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "name": self.name,
             "passed": self.passed,
+            "verdict": self.verdict,
+            "inconclusive": [i.to_json() for i in self.inconclusive],
             "description": self.description,
             "backend": self.backend,
             "run_id": self.run_id,
@@ -387,14 +430,40 @@ class Skipped:
 
 
 @dataclass
+class RunError:
+    """A run that broke off: its scenario refused the load (`refused`, bad input) or the
+    stack, load or fault machinery failed (`error`). No verdict: it is named instead."""
+
+    scenario: str
+    variant: str
+    run: int
+    kind: str  # refused | error
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
 class RunResults:
     variants: list[VariantResult] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    errors: list[RunError] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Every expectation of every variant that ran held (skipped ones are listed apart)."""
-        return all(v.passed for v in self.variants)
+        """Every variant that ran passed (skipped ones are listed apart); an INCONCLUSIVE
+        one did not, nor did a run that broke off: a gate fails on either."""
+        return not self.errors and all(v.passed for v in self.variants)
+
+    @property
+    def failed(self) -> bool:
+        """A variant's expectations did not hold (apart from inconclusive ones)."""
+        return any(v.verdict == FAIL for v in self.variants)
+
+    @property
+    def inconclusive(self) -> bool:
+        return any(v.verdict == INCONCLUSIVE for v in self.variants)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -402,4 +471,5 @@ class RunResults:
             "passed": self.passed,
             "variants": [v.to_json() for v in self.variants],
             "skipped": [s.to_json() for s in self.skipped],
+            "errors": [e.to_json() for e in self.errors],
         }

@@ -10,6 +10,12 @@ stderr line kept as evidence.
 The rolling-deploy fault deploys (and rolls back) with one step; a drill's `mitigate` and
 `rollback` use `rolling_restart`, one step per instance, so the new configuration acts on
 real traffic while the router always has an instance in rotation.
+
+Draining is what keeps the lab's own restart out of the verdict and the score: an old
+instance leaves rotation, then keeps its requests until the last one a client still waits
+for has been answered (`drain_for`: the load's client timeout, plus slack). Whatever is
+still in flight after that was already recorded by its client as a timeout, so stopping
+the instance (HAProxy shuts its sessions) changes no answer anyone sees.
 """
 
 from __future__ import annotations
@@ -25,6 +31,15 @@ from lab.errors import FaultError, LabError
 
 #: How often a step polls the router while it waits for the new instance.
 POLL_S = 0.1
+#: Beyond the client timeout: the router's view of "in flight" trails the client's.
+DRAIN_SLACK_S = 1.0
+
+
+def drain_for(client_timeout: float) -> float:
+    """How long an instance leaving rotation keeps its requests: as long as a client may
+    still wait for one (a request older than the client timeout is already a timeout in
+    the client's record, whatever the instance does with it)."""
+    return client_timeout + DRAIN_SLACK_S
 
 
 def next_instance_name(handle: StackHandle, taken: Collection[str] = ()) -> str:
@@ -112,10 +127,11 @@ async def roll_out(
 
 async def rolling_restart(
     handle: StackHandle, env: Mapping[str, str], unset: Sequence[str] = (), *,
-    ready_timeout: float = 8.0, drain: float = 2.0,
+    drain: float, ready_timeout: float = 8.0,
 ) -> dict[str, Any]:
     """Replace every checkout instance, one at a time, with one running the stack's
     checkout env + `env` − `unset`: a configuration change that really meets traffic.
+    Each old instance drains for up to `drain` seconds (see `drain_for`) before it stops.
 
     Stops at the first step that fails (the instances not yet replaced keep serving, so
     the stack may run mixed). Not safe to run twice at once on one stack: the caller

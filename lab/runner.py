@@ -14,19 +14,28 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lab.backends.base import Backend, RouterSettings, StackRequest
+from lab.backends.base import Backend, RouterSettings, StackHandle, StackRequest
 from lab.calibrate import calibrate
-from lab.events import FaultChange, Progress, ProgressFn, Run, RunEvents, VariantDone
-from lab.expect import judge
+from lab.capacity import Capacity, RateRefused, measure_capacity, refusal
+from lab.errors import Interrupted, LabError, ScenarioError
+from lab.events import Progress, ProgressFn, Run, RunEvents, RunFailed, VariantDone
+from lab.expect import is_mitigation, judge
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
 from lab.ledger import collect_ledger
 from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
-from lab.load.request_log import RequestLogReader, RequestRecord, read_request_log
+from lab.load.ceiling import read_ceiling, workers_for
+from lab.load.request_log import (
+    RequestLogReader,
+    RequestRecord,
+    ended_before,
+    read_request_log,
+)
 from lab.physics import Calibration, mechanism, why_not
 from lab.results import (
     ArrivalAccount,
     ExpectationResult,
+    RunError,
     RunResults,
     Skipped,
     VariantResult,
@@ -42,12 +51,14 @@ from lab.sampler import Sample, Sampler
 from lab.scenario import LoadSpec, Scenario
 from lab.services.checkout.switches import read_switches
 from lab.threads import off_loop
+from lab.validity import check_experiment
+from lab.waiting import wait_until_async
 
-# Locust starts sending about a second after its process is spawned (imports), so its own
-# run time ends that much after the load window; requests sent after the window are in no
-# window, so it is stopped when the window ends, after this grace for the answers to
-# requests sent just before it (a healthy answer takes milliseconds).
-LOAD_STOP_GRACE_S = 0.5
+# After the load window the load goes on (requests sent then are in no window) until every
+# request sent in the window has ended — answered, or given up on at the client timeout —
+# so no window is judged on requests whose end the lab never saw; a healthy stack answers
+# the last ones in milliseconds. This much past the client timeout is the bound.
+LOAD_STOP_SLACK_S = 1.0
 
 
 @dataclass
@@ -95,17 +106,14 @@ async def run_variant(
     index: int = 1,
     count: int = 1,
 ) -> VariantResult:
-    """One run of one variant. `events` gets its progress, and the fault going in and
-    out; a plain callback gets the progress only."""
+    """One run of one variant; `events` (a bundle, or a plain progress callback) gets its
+    progress."""
     spec = scenario.variants[variant]
     run_id = new_run_id()
     bus = RunEvents.of(events)
 
     def report(phase: str, **kw: float | int | dict[str, int]) -> None:
         bus.progress.fire(Progress(scenario.name, variant, index, count, phase, **kw))  # type: ignore[arg-type]
-
-    def fault_change(hook: Callable[[FaultChange], None], load_start: float) -> None:
-        hook(FaultChange(scenario.name, variant, scenario.fault.kind, time.time() - load_start))
 
     report("starting")
     began = time.monotonic()
@@ -116,6 +124,9 @@ async def run_variant(
         calibration = await calibrate_scenario(scenario, backend.name, stack.db_dsn)
         load_spec = (scenario.load if calibration is None else
                      scenario.load.sized(calibration.rate_per_s, calibration.max_in_flight))
+        load_spec = with_workers(load_spec)
+        capacity = await check_capacity(scenario, backend.name, handle, load_spec,
+                                        physics=calibration is not None)
         fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed,
                              handle=handle)
         # Re-read every round: a fault may start or retire checkout instances.
@@ -141,15 +152,13 @@ async def run_variant(
             await tick_until(load_start + scenario.fault.at, "before")
             fault_start = time.time()
             async with fault.active():
-                fault_change(bus.injected.fire, load_start)
                 await tick_until(load_start + scenario.fault.until, "fault", during=fault)
             fault_end = time.time()
-            fault_change(bus.reverted.fire, load_start)
             await tick_until(end, "after")
             report("stopping", elapsed_s=time.time() - load_start, total_requests=live.total)
-            deadline = time.time() + LOAD_STOP_GRACE_S
-            while not load.finished() and time.time() < deadline:
-                await asyncio.sleep(0.1)
+            await wait_until_async(
+                lambda: load.finished() or ended_before(load.request_log, end),
+                load_spec.client_timeout + LOAD_STOP_SLACK_S, every=0.1)
         finally:
             # The load's stop may wait seconds: off the loop (lab.threads). A cancellation
             # meanwhile waits for it; the sampler ends after it either way.
@@ -169,6 +178,10 @@ async def run_variant(
     arrivals = (ArrivalAccount.of(records, windows, load_spec, scenario.seed)
                 if load_spec.open_model else None)
     results = judge(variant, spec, records, sampler.samples, windows, ledger)
+    inconclusive = check_experiment(
+        spec, mitigation=is_mitigation(variant, spec), records=records, windows=windows,
+        load=load_spec, seed=scenario.seed, physics=calibration is not None,
+        schedule_start_s=None if arrivals is None else arrivals.started_s)
     results.append(_evidence_verdict(fault))
     if calibration is not None and calibration.healthy_use is not None:
         results.append(_headroom_verdict(calibration, calibration.healthy_use))
@@ -195,14 +208,44 @@ async def run_variant(
             "overhead_s": round(total_s - load_spec.duration, 3),
         },
         ledger=ledger,
-        load=load_summary(load_spec, arrivals),
+        load=load_summary(load_spec, arrivals, capacity),
         calibration=None if calibration is None else calibration.to_json(),
         mechanism=physics,
+        inconclusive=inconclusive,
     )
 
 
 def _settings(env: dict[str, str]) -> dict[str, object]:
     return read_switches(env, on_host=False, user_only=True)
+
+
+def with_workers(load: LoadSpec) -> LoadSpec:
+    """The load with its workers decided (lab.load.ceiling); a rate they cannot send is
+    refused before the load (RateRefused, exit 2)."""
+    if load.remote_workers and load.workers == "auto":
+        return load.with_workers(0)  # the load is the remote workers' (--remote-workers)
+    try:
+        n = workers_for(load.rate_per_s if load.open_model else None, load.workers,
+                        read_ceiling(), remote=load.remote_workers)
+    except ValueError as exc:
+        raise RateRefused("load", str(exc)) from None
+    return load.with_workers(n)
+
+
+async def check_capacity(scenario: Scenario, backend: str, handle: StackHandle,
+                         load: LoadSpec, *, physics: bool) -> Capacity | None:
+    """For the open model: what the healthy stack serves here (lab.capacity); a rate it
+    cannot serve is refused before the load (RateRefused, exit 2)."""
+    if not load.open_model:
+        return None
+    seed = scenario.stack.seed
+    capacity = await measure_capacity(
+        handle, load, carts=seed.carts, seed=scenario.seed,
+        key=(scenario.name, backend, seed.carts, seed.items_per_cart, scenario.stack.instances))
+    why = refusal(load.rate_per_s, capacity, physics=physics)
+    if why is not None:
+        raise RateRefused(scenario.name, why)
+    return capacity
 
 
 async def calibrate_scenario(scenario: Scenario, backend: str, dsn: str) -> Calibration | None:
@@ -236,17 +279,21 @@ def _cap(load: LoadSpec) -> int:
 def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
                samples: list[Sample], windows: Windows, calibration: Calibration | None,
                *, passed: bool) -> dict[str, object] | None:
-    """The incident's physics as it played out; for a failed baseline (or control), why."""
-    if scenario.physics is None:
+    """The incident's physics as it played out; for a failed baseline (or control), why —
+    also for a scenario without `physics:` (closed loop or a fixed rate), in the same
+    terms: arrivals against what was served, waits against the session."""
+    reproduces = variant == "baseline" or scenario.variants[variant].shows_problem
+    if scenario.physics is None and (passed or not reproduces):
         return None
     before = [s for s in samples if s.t < windows.fault_start]
     last_round = max((s.round for s in before), default=None)
     figures = mechanism(
-        scenario.physics.slow_path, records, samples, (windows.fault_start, windows.fault_end),
-        _settings(scenario.variant_env(variant)),
+        None if scenario.physics is None else scenario.physics.slow_path, records, samples,
+        (windows.fault_start, windows.fault_end), _settings(scenario.variant_env(variant)),
         before_samples=[s for s in before if s.round == last_round],
-        before=(windows.load_start, windows.fault_start))
-    if not passed and (variant == "baseline" or scenario.variants[variant].shows_problem):
+        before=(windows.load_start, windows.fault_start),
+        users=None if scenario.load.open_model else scenario.load.users)
+    if not passed and reproduces:
         figures["why_not"] = why_not(figures, calibration)
     return figures
 
@@ -322,6 +369,7 @@ class RunLoop:
         self.events = events if events is not None else RunEvents()
         self.repeat = repeat
         self.results = RunResults()
+        self._refused: set[str] = set()
         self._run_variant = variant_runner if variant_runner is not None else run_variant
         self.runnable: list[tuple[Scenario, list[str]]] = []
         for scenario, variants in plan:
@@ -350,15 +398,46 @@ class RunLoop:
         self.results.variants.append(result)
         self.events.variant_done.fire(VariantDone(run, result, self.results))
 
+    def _broke(self, run: Run, exc: LabError) -> bool:
+        """A run broke off: name it in the results, and say whether the loop goes on (a
+        refused scenario leaves the others to run; a broken stack stops everything)."""
+        refused = isinstance(exc, ScenarioError)
+        self.results.errors.append(RunError(run.scenario.name, run.variant, run.run,
+                                            "refused" if refused else "error", str(exc)))
+        self.events.run_failed.fire(RunFailed(run, exc, self.results))
+        if refused:
+            self._refused.add(run.scenario.name)
+        return refused
+
     def run(self, run_async: Callable[[Coroutine[Any, Any, VariantResult]], VariantResult]
             = asyncio.run) -> RunResults:
         for run in self.runs():
-            self._finish(run, run_async(self._start(run)))
+            if run.scenario.name in self._refused:
+                continue
+            try:
+                result = run_async(self._start(run))
+            except Interrupted:
+                raise
+            except LabError as exc:
+                if self._broke(run, exc):
+                    continue
+                break
+            self._finish(run, result)
         return self.results
 
     async def run_here(self) -> RunResults:
         for run in self.runs():
-            self._finish(run, await self._start(run))
+            if run.scenario.name in self._refused:
+                continue
+            try:
+                result = await self._start(run)
+            except Interrupted:
+                raise
+            except LabError as exc:
+                if self._broke(run, exc):
+                    continue
+                break
+            self._finish(run, result)
         return self.results
 
 

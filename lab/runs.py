@@ -27,6 +27,23 @@ def runs_root() -> Path:
     return Path(os.environ.get("CHAOSLAB_RUNS_ROOT", "/tmp/chaoslab"))
 
 
+#: Where what the lab keeps between runs lives (seeded data sets, the load generator's
+#: measured ceiling).
+CACHE_ENV = "CHAOSLAB_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """CHAOSLAB_CACHE_DIR; else /var/cache/chaoslab as root (beside the copies of server
+    binaries); else the user's cache directory."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    if os.geteuid() == 0:
+        return Path("/var/cache/chaoslab")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "chaoslab"
+
+
 MANIFEST = "run.json"
 #: Where a local run's Postgres data goes when it can (lab.pgdata.place_data_copy): a
 #: directory, or `off` to keep it in the run directory. Unset: DEFAULT_TMPFS.

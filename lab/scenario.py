@@ -21,11 +21,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from lab.errors import UnknownVariant, shown_path
 from lab.expectations import LEDGER_FIGURES as LEDGER_FIGURES
 from lab.expectations import AnyExpectation
 from lab.expectations import Bound as Bound
@@ -33,7 +36,7 @@ from lab.expectations import Expectation as Expectation
 from lab.expectations import window_offset as window_offset
 from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
 from lab.physics import SLOW_PATHS, PhysicsSpec
-from lab.units import RATE_EXAMPLES, ByteSize, Duration, format_size, parse_rate
+from lab.units import RATE_EXAMPLES, RATE_SCHEMA, ByteSize, Duration, format_size, parse_rate
 
 # ---------------------------------------------------------------- small value types
 
@@ -47,7 +50,8 @@ def _env_value(value: Any) -> str:
     raise ValueError("expected a string, number or boolean")
 
 
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
+EnvValue = Annotated[str, BeforeValidator(_env_value),
+                     WithJsonSchema({"type": ["string", "number", "boolean"]})]
 _ENV_KEY = r"^[A-Z][A-Z0-9_]*$"
 
 # ---------------------------------------------------------------- models
@@ -109,9 +113,6 @@ class StackSpec(_Strict):
     data_volume: DataVolumeSpec | None = None
 
 
-REQUEST_KINDS = ("checkout", "health", "catalog")
-
-
 class Endpoint(_Strict):
     """One kind of request the simulated users send, and how often relative to the others."""
 
@@ -132,7 +133,9 @@ def _rate_or_calibrated(value: Any) -> float | str:
                          "scenario's physics)") from None
 
 
-LoadRate = Annotated[float | str, BeforeValidator(_rate_or_calibrated)]
+LoadRate = Annotated[float | str, BeforeValidator(_rate_or_calibrated), WithJsonSchema({
+    "anyOf": [RATE_SCHEMA, {"const": CALIBRATED, "description": "sized on this machine from "
+                                                                 "the scenario's physics"}]})]
 
 
 class LoadSpec(_Strict):
@@ -155,6 +158,39 @@ class LoadSpec(_Strict):
     client_timeout: Duration = 5.0
     wait: Duration = Field(0.0, description="think time between a user's requests")
     endpoints: list[Endpoint] = Field(min_length=1)
+    workers: int | Literal["auto"] = Field(
+        "auto", description="load-generator processes: a number, or 'auto' (as many as "
+        "the rate needs, lab.load.ceiling); more than one runs Locust's master and workers")
+
+    remote_workers: int = Field(
+        0, ge=0, le=256, description="workers that join from other machines (`lab worker "
+        "--master HOST:PORT`); usually given on the command line: lab run --remote-workers N")
+    master: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$",
+        description="HOST:PORT the Locust master listens on for remote workers (default "
+        "127.0.0.1 and a free port); usually lab run --master")
+
+    @property
+    def master_address(self) -> tuple[str, int | None]:
+        if self.master is None:
+            return "127.0.0.1", None
+        host, _, port = self.master.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @field_validator("workers")
+    @classmethod
+    def _sane_workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 64:
+            raise ValueError("expected 'auto' or a number of workers from 1 to 64")
+        return v
+
+    @property
+    def worker_count(self) -> int:
+        """The workers as decided before the load (`with_workers`); 1 until then."""
+        return self.workers if isinstance(self.workers, int) else 1
+
+    def with_workers(self, n: int) -> LoadSpec:
+        return self.model_copy(update={"workers": n})
 
     @property
     def open_model(self) -> bool:
@@ -252,6 +288,8 @@ class Variant(_Strict):
 
 
 MAX_HINTS = 5
+#: The least of a window an offset ('after+5s') may leave to judge.
+MIN_WINDOW_S = 1.0
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
 
 
@@ -340,6 +378,30 @@ class Scenario(_Strict):
     variants: dict[Annotated[str, Field(pattern=_NAME)], Variant]
     #: For `lab drill`: the incident class to diagnose and the hints (optional).
     drill: DrillSpec | None = None
+    #: The file it was read from (validation context `source`), for messages that name it.
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> Scenario:
+        """lab.scenario_loader passes the file as context, so a later lookup by name can say
+        which file lacks the variant."""
+        if isinstance(info.context, dict) and isinstance(info.context.get("source"), str):
+            self._source = info.context["source"]
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """The scenario file as read (None for a scenario not read from a file)."""
+        return self._source
+
+    def require_variants(self, *names: str) -> None:
+        """The one check of variant names against this scenario, made before anything
+        starts: an UnknownVariant (exit 2) naming the file, the names it lacks and the ones
+        it has."""
+        unknown = [n for n in names if n not in self.variants]
+        if unknown:
+            where = shown_path(self._source) if self._source else f"scenario {self.name!r}"
+            raise UnknownVariant(where, unknown, list(self.variants))
 
     @model_validator(mode="after")
     def _coherent(self) -> Scenario:
@@ -367,7 +429,29 @@ class Scenario(_Strict):
                 f"fault.until ({self.fault.until:g}s) must be before the end of the load "
                 f"({self.load.duration:g}s), or the 'after' window is empty"
             )
+        self._windows_leave_time()
         return self
+
+    def _windows_leave_time(self) -> None:
+        """A window offset ('after+5s') must leave at least MIN_WINDOW_S of its window, or
+        the expectation would judge a window clamped to nothing — and fail only once the
+        run is over."""
+        lengths = {"before": self.fault.at, "fault": self.fault.until - self.fault.at,
+                   "after": self.load.duration - self.fault.until}
+        for name, variant in self.variants.items():
+            for i, e in enumerate(variant.expect):
+                window = getattr(e, "window", None)
+                if not window:
+                    continue
+                base, offset = window_offset(window)
+                left = lengths[base] - offset
+                if offset and left < MIN_WINDOW_S:
+                    raise ValueError(
+                        f"variants.{name}.expect.{i}.window: '{window}' starts "
+                        f"{offset:g}s into the {base} window, which lasts "
+                        f"{lengths[base]:g}s, so it leaves {max(left, 0):g}s to judge; "
+                        f"expected an offset of at most {lengths[base] - MIN_WINDOW_S:g}s "
+                        "(or a longer window)")
 
     @field_validator("drill")
     @classmethod
@@ -396,9 +480,7 @@ class Scenario(_Strict):
         """The variant's checkout config that differs from the baseline's: what a
         participant would set with `mitigate K=V`. A variant that changes the router or the
         fault instead (a root fix, a readiness gate's health path) needs more than this."""
-        if variant not in self.variants:
-            raise KeyError(f"no variant {variant!r} in scenario {self.name!r} "
-                           f"(known: {', '.join(self.variants)})")
+        self.require_variants(variant)
         return _switches_vs_baseline(self.stack.config, self.variants, variant)
 
     def drill_cause(self) -> str:

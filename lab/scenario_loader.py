@@ -52,7 +52,7 @@ def parse_scenario(data: Any, source: str) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(source, ["(top level): expected a mapping of scenario fields"])
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context={"source": source})
     except ValidationError as exc:
         raise ScenarioError(source, [_describe(e) for e in exc.errors()]) from None
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.results import ExpectationResult, RunResults, VariantResult
+from lab.results import ExpectationResult, RunError, RunResults, VariantResult
 from lab.scenario import Bound, Expectation, Scenario
 
 #: One display unit per bound unit, used when a bound's limit is 0 and a margin cannot be
@@ -114,8 +115,15 @@ class ExpectationStability:
     @property
     def margin(self) -> float | None:
         """The worst measured run's distance to the bound (runs that measured nothing are
-        counted in `passes`, not here)."""
-        return margin(self.bound, self.measured) if self.bound is not None else None
+        counted in `passes`, not here). None, not a margin to spare, when a run failed
+        although every measured value was inside the bound (it measured nothing, or
+        failed on another part of the claim): the room is not there."""
+        if self.bound is None:
+            return None
+        m = margin(self.bound, self.measured)
+        if m is not None and m > 0 and self.passes < self.runs:
+            return None
+        return m
 
     def tightness(self) -> float:
         """The margin relative to the bound's limit, so a p99 bound and a share can be
@@ -157,8 +165,12 @@ class VariantStability:
     scenario: str
     variant: str
     run_ids: tuple[str, ...]
-    passed: tuple[bool, ...]  # per run, in run order
+    passed: tuple[bool, ...]  # per run, in run order (runs that broke off last)
     expectations: tuple[ExpectationStability, ...]
+    #: Runs whose experiment did not happen as designed (neither passed nor failed).
+    inconclusive: int = 0
+    #: Runs that broke off with an error (no verdict; counted as not passed).
+    errored: int = 0
 
     @property
     def runs(self) -> int:
@@ -190,6 +202,8 @@ class VariantStability:
             "pass_rate": self.passes / self.runs if self.runs else None,
             "run_ids": list(self.run_ids),
             "passed": list(self.passed),
+            "inconclusive": self.inconclusive,
+            "errored": self.errored,
             "tightest": None if tight is None else {
                 "text": tight.text, "passes": tight.passes,
                 "margin": tight.margin,
@@ -199,7 +213,7 @@ class VariantStability:
 
 
 def variant_stability(
-    runs: Sequence[VariantResult], expectations: Sequence[Expectation]
+    runs: Sequence[VariantResult], expectations: Sequence[Expectation], errored: int = 0,
 ) -> VariantStability:
     """Aggregate N runs of one variant; `expectations` (the variant's, from its file)
     give each verdict's bound. Verdicts without one (the fault's evidence) get a pass
@@ -231,20 +245,25 @@ def variant_stability(
         scenario=first.scenario,
         variant=first.name,
         run_ids=tuple(r.run_id for r in runs),
-        passed=tuple(r.passed for r in runs),
+        passed=(*(r.passed for r in runs), *([False] * errored)),
         expectations=tuple(out),
+        inconclusive=sum(1 for r in runs if r.inconclusive),
+        errored=errored,
     )
 
 
 def summarize(
-    variants: Sequence[VariantResult], scenarios: Mapping[str, Scenario]
+    variants: Sequence[VariantResult], scenarios: Mapping[str, Scenario],
+    errors: Sequence[RunError] = (),
 ) -> list[VariantStability]:
-    """Every variant's runs grouped (in order of first appearance) and aggregated."""
+    """Every variant's runs grouped (in order of first appearance) and aggregated; a run
+    that broke off (`errors`) counts as one that did not pass."""
     groups: dict[tuple[str, str], list[VariantResult]] = {}
     for v in variants:
         groups.setdefault((v.scenario, v.name), []).append(v)
+    broke = Counter((e.scenario, e.variant) for e in errors)
     return [
-        variant_stability(runs, scenarios[s].variants[name].expect)
+        variant_stability(runs, scenarios[s].variants[name].expect, broke[s, name])
         for (s, name), runs in groups.items()
     ]
 
@@ -260,5 +279,6 @@ def results_json(
     (every run stays in `variants`, in the order it ran)."""
     doc = results.to_json()
     if repeat > 1:
-        doc["stability"] = stability_json(repeat, summarize(results.variants, scenarios))
+        doc["stability"] = stability_json(
+            repeat, summarize(results.variants, scenarios, results.errors))
     return doc

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.errors import FaultError, LabError
+from lab.errors import BackendError, FaultError, LabError, StateError
 from lab.processes import is_alive
-from lab.workshop_files import log_path, state_path
+from lab.waiting import wait_until
+from lab.workshop_files import held_projects, log_path, state_path
 
 #: How long `lab inject` / `lab revert` wait for the holder to inject or revert.
 HOLDER_TIMEOUT_S = 90.0
@@ -95,11 +96,15 @@ def start(project: str | None, scenario_path: Path, variant: str, kind: str,
     """Start the holder and wait until the fault is in place (or failed to be)."""
     from lab.backends.compose import resolve_project
 
-    project = resolve_project(project)
+    try:
+        project = resolve_project(project)
+    except BackendError as exc:  # no compose stack to act on (or no engine to ask)
+        raise StateError(f"no stack to inject into: no `lab up` stack runs here, and {exc}"
+                         ) from None
     current = load_state(project)
     if current is not None:
         if current.phase not in DONE and is_alive(current.pid):
-            raise FaultError(
+            raise StateError(
                 f"{current.kind} ({current.scenario}/{current.variant}) is already injected "
                 f"into {project!r}: `lab revert` first")
         if current.phase not in DONE:
@@ -137,20 +142,27 @@ def start(project: str | None, scenario_path: Path, variant: str, kind: str,
                      f"stopped (log: {log_path(project)})")
 
 
+def require_held(project: str | None) -> None:
+    """A StateError when no compose project holds a fault (so there is nothing to revert);
+    with a project named, stop() looks at its state file."""
+    if project is None and not held_projects():
+        raise StateError("nothing is injected: no `lab up` stack runs here, and no compose "
+                         "project holds a fault of `lab inject`")
+
+
 def stop(project: str | None) -> Injection:
     """Have the holder revert its fault; the final state, with the evidence."""
     from lab.backends.compose import resolve_project
 
+    require_held(project)
     project = resolve_project(project, must_run=False)
     state = load_state(project)
     if state is None:
-        raise FaultError(f"nothing is injected into {project!r} (no {state_path(project)})")
+        raise StateError(f"nothing is injected into {project!r} (no {state_path(project)})")
     if state.phase not in DONE and is_alive(state.pid):
         os.kill(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + HOLDER_TIMEOUT_S
-        while is_alive(state.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if is_alive(state.pid):
+        pid = state.pid
+        if not wait_until(lambda: not is_alive(pid), HOLDER_TIMEOUT_S, every=0.2):
             raise FaultError(f"the holder (pid {state.pid}) did not revert within "
                              f"{HOLDER_TIMEOUT_S:g}s; log: {log_path(project)}")
     final = load_state(project) or state

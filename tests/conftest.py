@@ -24,10 +24,30 @@ def runs_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     assert leftovers == [], f"runs left behind in {root}: {leftovers}"
 
 
+#: A unit test's deadline (pyproject's `timeout` is the integration tests' default): a unit
+#: test starts no services, so one that runs this long hangs.
+UNIT_TIMEOUT_S = 120
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT_S))
+
+
+#: What a CI variable says when it says "not CI"; anything else set (true, 1, yes, a
+#: runner's own word) is CI: a gate that cannot tell fails closed.
+_NOT_CI = {"", "false", "0", "no", "off", "n"}
+
+
+def under_ci(value: str | None = None) -> bool:
+    """Whether `CI` (the environment's, or `value`) is set to something truthy: `true`,
+    `1`, `yes` in any case. Runners disagree on the spelling (CI=true, CI=1), and a check
+    for exactly `true` silently turned the skips-are-failures rule off under CI=1."""
+    text = os.environ.get("CI") if value is None else value
+    return text is not None and text.strip().lower() not in _NOT_CI
 
 
 # Under CI a skip is a failure: CI installs what every test needs (.ci/run), so a test
@@ -45,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if (os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail")
+    if (under_ci() and report.skipped and not hasattr(report, "wasxfail")
             and item.get_closest_marker(CI_MAY_SKIP) is None):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"

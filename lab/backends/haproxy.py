@@ -28,6 +28,7 @@ from typing import Any
 
 from lab.backends.base import RouterSettings
 from lab.errors import FaultError
+from lab.waiting import wait_until_async
 
 TRAFFIC_PORT = 8080
 ADMIN_PORT = 8404
@@ -197,13 +198,14 @@ class HaproxyRouterControl:
         """Out of rotation at once (MAINT: no new requests), wait for its in-flight
         requests up to `drain_s`, then delete it."""
         await self._ok(f"disable server {BACKEND}/{name}")
-        deadline = time.monotonic() + drain_s
         row: dict[str, Any] = {}
-        while True:
+
+        async def drained() -> bool:
+            nonlocal row  # its last look is what the removal reports
             row = next((b for b in await self.backends() if b["name"] == name), {})
-            if not row.get("in_flight") or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.1)
+            return not row.get("in_flight")
+
+        await wait_until_async(drained, drain_s, every=0.1)
         await self._ok(f"disable health {BACKEND}/{name}")
         await self._ok(f"shutdown sessions server {BACKEND}/{name}")
         await self._delete(name)

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import LabError, StateError, UsageError
 from lab.live.files import LiveFile, live_stacks
 
 
@@ -35,14 +35,27 @@ class LiveClient:
                 message = json.loads(exc.read()).get("error") or exc.reason
             except (ValueError, AttributeError):
                 message = exc.reason
-            raise LabError(f"{method} {path}: {message}") from None
+            raise refusal(exc.code, f"{method} {path}", str(message)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise LabError(f"no live stack answers at {self.base_url} ({reason}); is "
-                           "`lab up` or `lab drill` still running?") from None
+            raise StateError(f"no live stack answers at {self.base_url} ({reason}); is "
+                             "`lab up` or `lab drill` still running?") from None
         if not isinstance(doc, dict):
             raise LabError(f"{method} {path}: the answer is not a JSON object")
         return doc
+
+
+def refusal(status: int, what: str, message: str) -> LabError:
+    """What an answer of the control API (lab.live.api) with this HTTP status means: 400 the
+    request was wrong (bad input), 403/404 the stack is not in a state to do it (a drill
+    forbids it, no drill runs there); 409 is also what a fault or a restart that failed
+    answers, so it stays a failure of the machinery (the CLI checks the states it can tell
+    apart before asking)."""
+    if status == 400:
+        return UsageError(what, message)
+    if status in (403, 404):
+        return StateError(f"{what}: {message}")
+    return LabError(f"{what}: {message}")
 
 
 def find_live(api: str | None = None, *, drill: bool | None = None) -> LiveFile | None:

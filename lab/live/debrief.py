@@ -50,6 +50,7 @@ table{border-collapse:collapse;margin:8px 0 16px;font-size:21px}
 th,td{border-bottom:2px solid #ccc;padding:6px 14px;text-align:right;vertical-align:top}
 th{background:#e8e8e8} td.l,th.l{text-align:left}
 code{font:20px ui-monospace,Menlo,Consolas,monospace;background:#eee;padding:1px 5px}
+header code{background:#f2f2f2;color:#111}
 .points{font-size:64px;font-weight:800;margin:0}
 .badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700;color:#fff;
 font-size:18px;background:#333}

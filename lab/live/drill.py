@@ -32,7 +32,7 @@ from lab.live.api import ApiError
 from lab.live.debrief import render_debrief
 from lab.live.score import Score, score_drill
 from lab.live.session import LiveSession
-from lab.rollout import rolling_restart
+from lab.rollout import drain_for, rolling_restart
 from lab.scenario import Scenario
 from lab.services.checkout.switches import SWITCHES, unknown_variable
 
@@ -120,6 +120,9 @@ class Drill:
         return {
             "player": self.player, "seed": self.seed, "causes": self.causes,
             "switches": list(SWITCHES), "hints_used": self.hints_used,
+            # Whether asking again would be refused, never how many are left: the count
+            # differs between incidents and would give the hidden one away.
+            "hints_exhausted": self.hints_used >= len(self.scenario.drill_hints()),
             "overrides": self.overrides, "ended": self.ended,
             "elapsed_s": None if started is None else round(time.time() - started, 1),
             "actions": self.actions,  # every screen shows every answer (hints cost once)
@@ -146,7 +149,7 @@ class Drill:
             if kind == "end":
                 return self._ended_json()
             raise ApiError(409, "the drill has ended: see its debrief")
-        player = str(body.get("player") or self.player)
+        player = str(body.get("player") or self.player)  # no player given: the drill's own
         if kind == "end":
             await self.finish()
             return self._ended_json()
@@ -179,8 +182,9 @@ class Drill:
     async def _restart(self, overrides: dict[str, str]) -> dict[str, Any]:
         """A rolling restart with these switches over the stack's configuration."""
         async with self.session.lock:
-            done = await rolling_restart(self.session.handle, overrides,
-                                         ready_timeout=RESTART_READY_TIMEOUT_S)
+            done = await rolling_restart(
+                self.session.handle, overrides, ready_timeout=RESTART_READY_TIMEOUT_S,
+                drain=drain_for(self.scenario.load.client_timeout))
         if done.get("outcome") == "completed":
             self.overrides = overrides
         return {"restart": done, "overrides": dict(self.overrides)}

@@ -3,10 +3,11 @@ participants found and fixed it. Pure: the drill record in, a Score out, so a de
 be re-scored and two drills compared.
 
 What is measured (the window is every second that overlaps [injected_at, ended_at)):
-- bad answers: the classes of lab.live.series.BAD_CLASSES — 500, 502, 504, other 5xx,
-  lying 200, timeout, error, and a 503 without Retry-After; an honest 503 (with
-  Retry-After) is not bad, and `dropped` (the load generator's, never the service's) is
-  not an answer at all. Reported also as 500s, lying 200s and other bad.
+- bad answers: every arrival that did not get an honest answer, by lab.honest's one rule
+  (the verdict's): a 500, 502, 504, other 5xx, any 4xx, a lying 200, a timeout, an error,
+  a 503 without Retry-After, and an arrival dropped at the load generator's cap (the lab
+  never saw its answer, so it cannot be counted good); an honest 503 (with Retry-After)
+  is not bad. Reported also as 500s, lying 200s and other bad.
 - detect_s: the first action of any kind at or after the injection, minus injected_at.
 - diagnose_s / diagnosis: the first diagnose naming the right cause ("right"); else
   "wrong" when there were only wrong ones, "none" when there were none.
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.live.series import BAD_CLASSES
+from lab.honest import BAD_CLASSES
 
 START_POINTS = 1000
 BAD_CAP = 500
@@ -56,7 +57,7 @@ class Score:
     bad_500: int
     bad_lying_200: int
     bad_other: int
-    #: Answers in the window (dropped arrivals excluded): what `bad` is out of.
+    #: Arrivals in the window (dropped ones included): what `bad` is out of.
     answers: int
     detect_s: float | None
     diagnose_s: float | None
@@ -141,7 +142,7 @@ def score_drill(seconds: Sequence[dict[str, Any]], injected_at: float | None,
 
 
 def _answers(second: dict[str, Any]) -> int:
-    return sum(n for cls, n in second["counts"].items() if cls != "dropped")
+    return sum(second["counts"].values())
 
 
 def _bad(second: dict[str, Any]) -> int:

@@ -13,25 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.expectations import percentile
+from lab.honest import BAD_CLASSES as BAD_CLASSES
+from lab.honest import BARE_503 as BARE_503
+from lab.honest import DROPPED, shown_class
 from lab.load.request_log import RequestRecord
 
-#: A 503 without Retry-After tells the client nothing about when to come back: the live
-#: data counts it apart, so "503" means the honest answer.
-BARE_503 = "503_bare"
-#: What a user saw as a failure that is not an honest answer: these cost a drill points.
-BAD_CLASSES = frozenset({"500", "502", "504", "other_5xx", "lying_200", "timeout", "error",
-                         BARE_503})
 #: Records whose second is this old (relative to the newest record) are closed: a request
 #: is logged when it ends, so a slow answer (up to the client timeout) lands late.
 CLOSE_AFTER_S = 6
 
 
 def live_class(record: RequestRecord) -> str:
-    """The response class, with a 503 that lacks Retry-After told apart."""
-    cls = record.cls
-    if cls == "503" and not record.retry_after:
-        return BARE_503
-    return cls
+    """The class a record is counted in (lab.honest.shown_class): the response class, a
+    503 that lacks Retry-After told apart, `dropped` for an arrival never sent. Whether it
+    is honest is lab.honest's one rule: BAD_CLASSES are the ones that are not."""
+    return shown_class(record)
 
 
 @dataclass
@@ -56,7 +52,6 @@ class LiveSeries:
         for record in records:
             if record.dropped:
                 self.dropped += 1
-                continue
             second = int(record.start)
             if self._closed_until is not None and second < self._closed_until:
                 # Later than CLOSE_AFTER_S (a client timeout longer than that): count it in
@@ -65,7 +60,7 @@ class LiveSeries:
                 continue
             bucket = self._open.setdefault(second, _Open())
             bucket.counts[live_class(record)] += 1
-            if record.status is not None:
+            if record.status is not None and live_class(record) != DROPPED:
                 bucket.latencies.append(record.latency_ms)
             self.total += 1
         self._close(int(now) - CLOSE_AFTER_S)

@@ -31,6 +31,7 @@ from lab.runs import new_run_id
 from lab.sampler import Sample, Sampler
 from lab.scenario import LoadSpec, Scenario
 from lab.threads import off_loop
+from lab.waiting import wait_until_async
 
 #: How long `lab up` holds its load by default: the load generator needs a run time.
 DEFAULT_HOLD_S = 4 * 3600.0
@@ -63,9 +64,7 @@ class LiveSession:
     def __init__(self, scenario: Scenario, variant: str, backend: Backend, *,
                  hold_s: float = DEFAULT_HOLD_S,
                  on_phase: Callable[[str], None] | None = None) -> None:
-        if variant not in scenario.variants:
-            raise LabError(f"{scenario.name}: no variant {variant!r} "
-                           f"(it has: {', '.join(scenario.variants)})")
+        scenario.require_variants(variant)
         self.scenario = scenario
         self.variant = variant
         self.backend = backend
@@ -134,12 +133,14 @@ class LiveSession:
         self._generator = generator
         self._spawn(self._follow(RequestLogReader(generator.request_log)))
         # Ready once the first answers came back: the URLs printed then really serve.
-        deadline = time.monotonic() + 30
-        while self.series.total == 0 and not self.series.current():
+        def answered() -> bool:
+            if self.series.total != 0 or self.series.current():
+                return True
             generator.check_alive()
-            if time.monotonic() > deadline:
-                raise LabError("the load generator sent nothing within 30 s of starting")
-            await asyncio.sleep(0.1)
+            return False
+
+        if not await wait_until_async(answered, 30, every=0.1):
+            raise LabError("the load generator sent nothing within 30 s of starting")
         self.ready_at = time.time()
         self._set_phase("ready")
 

@@ -19,7 +19,9 @@ import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ARRIVAL_KINDS = ("poisson", "even")
 DEFAULT_MAX_IN_FLIGHT = 1000
@@ -88,15 +90,40 @@ def drive(
     catches up instead of quietly lowering the rate. Stops before the first arrival due at
     or after `until` (None: never — Locust stops the run).
     """
+    return drive_each(((o, start + o) for o in offsets), start=start, clock=clock,
+                      sleep=sleep, arrive=arrive, until=until)
+
+
+def drive_each(
+    arrivals: Iterable[tuple[float, T]],
+    *,
+    start: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], object],
+    arrive: Callable[[T], object],
+    until: float | None = None,
+) -> int:
+    """`drive` for arrivals that carry what they are: `(offset, what)`, and `arrive(what)`
+    at `start + offset`."""
     fired = 0
-    for offset in offsets:
+    for offset, what in arrivals:
         due = start + offset
         if until is not None and due >= until:
             break
         sleep(max(0.0, due - clock()))
-        arrive(due)
+        arrive(what)
         fired += 1
     return fired
+
+
+def share(arrivals: Iterable[T], index: int, count: int) -> Iterator[T]:
+    """Worker `index` of `count`: every arrival whose position is `index` modulo `count`.
+    The workers together fire the whole schedule, each arrival exactly once."""
+    if not 0 <= index < count:
+        raise ValueError(f"expected a worker index from 0 to {count - 1}, got {index}")
+    for position, arrival in enumerate(arrivals):
+        if position % count == index:
+            yield arrival
 
 
 class InFlightCap:
@@ -189,6 +216,14 @@ def scheduled_per_second(
         if 0 <= i < seconds:
             counts[i] += 1
     return counts
+
+
+def scheduled_between(rate: float, kind: str, seed: int, start_s: float,
+                      since_s: float, until_s: float) -> int:
+    """How many arrivals the schedule, begun `start_s` seconds into the load window, put
+    between `since_s` and `until_s` (seconds into the window)."""
+    return sum(1 for offset in offsets_until(rate, kind, seed, max(0.0, until_s - start_s))
+               if start_s + offset >= since_s)
 
 
 def behind_seconds(

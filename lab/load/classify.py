@@ -12,6 +12,8 @@ import json
 import socket
 from typing import Any
 
+from lab.load.contracts import ANY_BODY, SuccessContract
+
 # Body markers of a 2xx that admits the operation failed.
 _FAILED_STATES = {"failed", "error", "declined"}
 # Body markers of a 2xx that is an honest, degraded success.
@@ -70,20 +72,38 @@ def _says_degraded(doc: dict[str, Any]) -> bool:
 
 
 def answer_outcome(
-    status: int, content_type: str, body: bytes | None
+    status: int, content_type: str, body: bytes | None,
+    contract: SuccessContract | None = None, error: BaseException | None = None,
 ) -> tuple[str, str, str | None]:
-    """(outcome, body kind, error name) of an answer whose body is `body` (None: unreadable).
+    """(outcome, body kind, error name) of an answer with status `status`.
 
-    A 2xx whose body could not be read (cut, timed out) proved nothing: counting it as a
-    success would reward a service that dies mid-answer, so it is an error. Other statuses
-    already say what happened; their body only adds detail.
+    `body` None: it could not be read. `error`: what the client raised while reading it
+    (Locust hands the request hook a 2xx with `exception=` set when the body was cut by a
+    close or a reset, or stalled past the client timeout). Such an answer proved nothing —
+    counting it would reward a service that dies mid-answer — so it is an error (a
+    timeout when the client gave up waiting for the rest), whatever its status said. A 2xx
+    that breaks its endpoint's `contract` (empty, not JSON, no order in it) is an error
+    too; a lying 200 keeps its own class. Other statuses already say what happened.
     """
+    if error is not None:
+        if is_timeout(error):
+            return "timeout", "none", f"BodyTimeout({error_name(error)})"
+        return "error", "none", f"BodyCut({error_name(error)})"
     if body is None:
         if 200 <= status < 300:
             return "error", "none", "BodyUnreadable"
         return "response", "plain", None
-    return "response", classify_body(status, content_type, body), None
+    kind = classify_body(status, content_type, body)
+    if 200 <= status < 300 and kind != "lying_200":
+        broken = (contract or ANY_BODY).violation(content_type, body)
+        if broken is not None:
+            return "error", "none", broken
+    return "response", kind, None
 
+
+#: A request still in flight when the load generator stopped: logged at the stop with the
+#: time it was sent, so no request of a judged window can go unrecorded.
+UNFINISHED = "unfinished"
 
 # The classes a request falls in, in the order reports show them. 502 and 504 are the
 # router's answers for a backend that failed or never answered: apart from other 5xx.
@@ -99,6 +119,8 @@ def response_class(status: int | None, outcome: str, body_kind: str) -> str:
     it is in none of the classes, and no status selector matches it)."""
     if outcome in ("timeout", "dropped"):
         return outcome
+    if outcome == UNFINISHED:  # the load stopped before its answer came: no answer
+        return "timeout"
     if outcome != "response" or status is None:
         return "error"
     if 200 <= status < 300:
@@ -130,8 +152,10 @@ def matches(selector: str, status: int | None, cls: str) -> bool:
         return status is not None and 500 <= status < 600 and status != 503
     if selector == "4xx":
         return cls == "4xx"
-    if selector in ("lying_200", "fallback", "timeout", "error", "other_5xx"):
+    if selector in ("lying_200", "fallback", "timeout", "error", "other_5xx", "dropped"):
         return cls == selector
+    if cls == "error" and status is not None and 200 <= status < 300:
+        return False  # a 2xx cut short or off its contract was no such answer
     return status is not None and str(status) == selector
 
 

@@ -1,53 +1,124 @@
-"""Runs Locust headless as a subprocess (it monkey-patches with gevent at import, so it
-must never be imported into the lab's asyncio process or pytest)."""
+"""Runs Locust headless as subprocesses (it monkey-patches with gevent at import, so it
+must never be imported into the lab's asyncio process or pytest).
+
+One worker is one Locust process. More (`load.workers`) is Locust's own master and
+workers: the master on 127.0.0.1 holds the run's time and writes the request log, each
+worker fires its share of the schedule and ships its records to the master
+(lab.load.sinks). Workers on other machines join the master the way Locust's do
+(`lab worker --master HOST:PORT`, counted in `remote_workers`).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LoadError
 from lab.load.arrivals import OpenLoad
+from lab.load.contracts import ANY_BODY, SAMPLE_CONTRACTS
+from lab.ports import free_port
 from lab.processes import ManagedProcess
 from lab.scenario import LoadSpec
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+#: Locust's own run time goes this far past the load window plus one client timeout: the
+#: lab stops it once every judged request has ended (lab.load.request_log.ended_before),
+#: so this is only the bound if the lab never does.
+RUN_TIME_SLACK_S = 2.0
+#: How long a master waits for its workers to join before the lab gives up.
+WORKERS_JOIN_S = 60.0
 
 
-def locust_argv(spec: LoadSpec, host: str, locustfile: str) -> list[str]:
-    """Locust's command line for one load run (after `python -m locust`).
+def run_time_s(spec: LoadSpec) -> int:
+    """Locust's --run-time: the window, then long enough for the last request sent in it
+    to be answered or time out, under the same load (a request that ended only because
+    the load stopped would be judged on a quieter stack than the one it was sent to)."""
+    return round(spec.duration + spec.client_timeout + RUN_TIME_SLACK_S)
 
-    The open model runs one Locust user, which fires every arrival on its schedule (one
-    greenlet per request); closed loop runs `users` of them."""
+
+@dataclass(frozen=True)
+class Workers:
+    """How a load run is spread: `local` worker processes here, `remote` ones that join
+    from elsewhere, and the port the master listens on for them (0: one process, no
+    master)."""
+
+    local: int = 1
+    remote: int = 0
+    master_port: int = 0
+    master_host: str = "127.0.0.1"
+
+    @property
+    def total(self) -> int:
+        return self.local + self.remote
+
+    @property
+    def distributed(self) -> bool:
+        return self.total > 1 or self.remote > 0
+
+
+def locust_argv(spec: LoadSpec, host: str, locustfile: str, workers: Workers = Workers(),
+                spec_json: str | None = None) -> list[str]:
+    """Locust's command line for one load run (after `python -m locust`): the only
+    process, or the master of `workers`.
+
+    The open model runs one Locust user per worker, which fires the worker's share of the
+    arrivals on its schedule (one greenlet per request); closed loop runs `users`."""
     if spec.rate is not None:
-        users, spawn_rate = "1", "1"
+        users, spawn_rate, user_class = str(workers.total), str(workers.total), "OpenArrivals"
     else:
-        users, spawn_rate = str(spec.users), str(spec.spawn_rate)
-    return [
+        users, spawn_rate, user_class = str(spec.users), str(spec.spawn_rate), "Shopper"
+    argv = [
         "-f", locustfile, "--headless", "--host", host,
         "-u", users, "-r", spawn_rate,
-        "--run-time", f"{round(spec.duration)}s",
+        "--run-time", f"{run_time_s(spec)}s",
         "--stop-timeout", "0",
         # Expected 5xx must not make Locust report failure; we judge the log ourselves.
         "--exit-code-on-error", "0",
         "--only-summary", "--loglevel", "WARNING",
     ]
+    if workers.distributed:
+        argv += ["--master", "--master-bind-host", workers.master_host,
+                 "--master-bind-port", str(workers.master_port),
+                 "--expect-workers", str(workers.total),
+                 "--expect-workers-max-wait", str(round(WORKERS_JOIN_S))]
+        if spec_json is not None:  # forwarded by Locust to every worker at the start
+            argv += ["--chaoslab-spec", spec_json]
+    return [*argv, user_class]
 
 
-def locust_env(spec: LoadSpec, *, carts: int, seed: int, request_log: str) -> dict[str, str]:
-    """What the locustfile reads: the load spec and where to log each request."""
-    load_spec: dict[str, object] = {
-        "endpoints": [e.model_dump() for e in spec.endpoints],
+def worker_argv(locustfile: str, master_host: str, master_port: int) -> list[str]:
+    """A Locust worker's command line: it gets the load spec and its share from the master."""
+    return ["-f", locustfile, "--worker", "--master-host", master_host,
+            "--master-port", str(master_port), "--loglevel", "WARNING"]
+
+
+def load_spec_json(spec: LoadSpec, *, carts: int, seed: int, workers: int = 1) -> str:
+    """The load spec the locustfile reads (CHAOSLAB_LOAD_SPEC, or forwarded by a master)."""
+    doc: dict[str, object] = {
+        "endpoints": [{**e.model_dump(),
+                       "contract": SAMPLE_CONTRACTS.get(e.request, ANY_BODY).to_json()}
+                      for e in spec.endpoints],
         "client_timeout": spec.client_timeout,
         "wait": spec.wait,
         "carts": carts,
         "seed": seed,
     }
+    if workers > 1:
+        doc["workers"] = workers
     if spec.rate is not None:  # the open model: the locustfile runs lab.load.open_model
-        load_spec["open"] = OpenLoad(spec.rate_per_s, spec.arrivals, spec.max_in_flight).to_json()
-    return {"CHAOSLAB_LOAD_SPEC": json.dumps(load_spec), "CHAOSLAB_REQUEST_LOG": request_log}
+        doc["open"] = OpenLoad(spec.rate_per_s, spec.arrivals, spec.max_in_flight).to_json()
+    return json.dumps(doc)
+
+
+def locust_env(spec: LoadSpec, *, carts: int, seed: int, request_log: str,
+               workers: int = 1) -> dict[str, str]:
+    """What the locustfile reads: the load spec and where to log each request."""
+    return {"CHAOSLAB_LOAD_SPEC": load_spec_json(spec, carts=carts, seed=seed,
+                                                 workers=workers),
+            "CHAOSLAB_REQUEST_LOG": request_log}
 
 
 class LocustProcess:
@@ -63,6 +134,10 @@ class LocustProcess:
         env: dict[str, str],
         carts: int,
         seed: int = 1,
+        workers: int | None = None,
+        remote_workers: int | None = None,
+        master_port: int | None = None,
+        master_host: str | None = None,
     ) -> None:
         self.spec = spec
         self.host = host
@@ -72,35 +147,63 @@ class LocustProcess:
         self.request_log = work_dir / "requests.jsonl"
         self.carts = carts
         self.seed = seed
+        workers = spec.worker_count if workers is None else workers
+        remote_workers = spec.remote_workers if remote_workers is None else remote_workers
+        spec_host, spec_port = spec.master_address
+        master_host = master_host or spec_host
+        master_port = master_port or spec_port
+        distributed = workers > 1 or remote_workers > 0
+        # The master listens where it is told (127.0.0.1 unless the user names an address
+        # for workers on other machines).
+        self.workers = Workers(workers, remote_workers,
+                               (master_port or free_port()) if distributed else 0, master_host)
         self.process: ManagedProcess | None = None
+        self.worker_processes: list[ManagedProcess] = []
         self.started_at = 0.0
 
     def start(self) -> float:
-        """Start Locust; return the wall-clock time the load began."""
+        """Start Locust (its master and local workers); return when the load began."""
+        w = self.workers
+        spec_json = load_spec_json(self.spec, carts=self.carts, seed=self.seed, workers=w.total)
         argv = [sys.executable, "-m", "locust",
-                *locust_argv(self.spec, self.host, str(LOCUSTFILE))]
-        env = {**self.env, **locust_env(self.spec, carts=self.carts, seed=self.seed,
-                                        request_log=str(self.request_log))}
+                *locust_argv(self.spec, self.host, str(LOCUSTFILE), w, spec_json)]
+        env = {**self.env, "CHAOSLAB_LOAD_SPEC": spec_json,
+               "CHAOSLAB_REQUEST_LOG": str(self.request_log)}
         self.request_log.touch()
         self.started_at = time.time()
         try:
             self.process = ManagedProcess(
-                "locust", argv, env=env, run_id=self.run_id, log_dir=self.work_dir
-            )
+                "locust", argv, env=env, run_id=self.run_id, log_dir=self.work_dir)
+            if w.distributed:
+                # Workers learn the spec from the master, as a worker elsewhere does.
+                worker_env = {k: v for k, v in self.env.items() if k != "CHAOSLAB_LOAD_SPEC"}
+                for i in range(w.local):
+                    self.worker_processes.append(ManagedProcess(
+                        f"locust-worker-{i + 1}",
+                        [sys.executable, "-m", "locust",
+                         *worker_argv(str(LOCUSTFILE), "127.0.0.1", w.master_port)],
+                        env=worker_env, run_id=self.run_id, log_dir=self.work_dir))
         except OSError as exc:
+            self.stop()
             raise LoadError(str(exc)) from exc
         return self.started_at
 
     def check_alive(self) -> None:
         """Raise if Locust died early: a run without load proves nothing."""
         assert self.process is not None
-        code = self.process.poll()
-        if code is not None and time.time() - self.started_at < self.spec.duration - 1:
-            raise LoadError(f"Locust exited early with code {code}:\n{self.process.stderr_tail()}")
+        early = time.time() - self.started_at < self.spec.duration - 1
+        for proc in [self.process, *self.worker_processes]:
+            code = proc.poll()
+            if code is not None and early:
+                raise LoadError(f"Locust ({proc.name}) exited early with code {code}:\n"
+                                f"{proc.stderr_tail()}")
 
     def finished(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
     def stop(self) -> None:
+        """The master first (its workers stop with it), then whatever is left."""
         if self.process is not None:
             self.process.stop(timeout=5)
+        for proc in self.worker_processes:
+            proc.stop(timeout=5)

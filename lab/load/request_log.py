@@ -26,6 +26,9 @@ class RequestRecord:
     instance: str | None  # which service instance answered (X-Instance header)
     reason: str | None = None  # a problem+json body's `reason` (e.g. breaker_open, router)
     error: str | None = None  # why no usable answer: ConnectionResetError, BodyUnreadable…
+    #: The open model: when its schedule said this arrival was due (epoch s); the
+    #: generator's lag is `start - due`. None for closed loop.
+    due: float | None = None
 
     @property
     def dropped(self) -> bool:
@@ -62,6 +65,7 @@ class RequestRecord:
             instance=str(instance) if instance else None,
             reason=str(doc["reason"]) if doc.get("reason") else None,
             error=str(doc["error"]) if doc.get("error") else None,
+            due=float(doc["due"]) if isinstance(doc.get("due"), int | float) else None,  # type: ignore[arg-type]
         )
 
 
@@ -102,3 +106,22 @@ def answers(records: Iterable[RequestRecord]) -> list[RequestRecord]:
     """The requests that were sent (every record but the open model's drops): what status
     totals, shares, latencies and verdicts are computed over."""
     return [r for r in records if not r.dropped]
+
+
+def in_flight_path(request_log: Path) -> Path:
+    """Where the locustfile says how old its oldest request in flight is."""
+    return request_log.with_name(request_log.name + ".inflight")
+
+
+def ended_before(request_log: Path, t: float) -> bool:
+    """Has every request sent before wall-clock time `t` ended (answered, given up on, or
+    dropped)? True once the generator reported, at or after `t`, that nothing it still
+    has in flight was sent before `t`. False while it has not reported since `t`."""
+    try:
+        doc = json.loads(in_flight_path(request_log).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or float(doc.get("t") or 0) < t:
+        return False
+    oldest = doc.get("oldest")
+    return oldest is None or float(oldest) >= t

@@ -58,6 +58,20 @@ def _verdict(passed: bool) -> str:
     return f'<span class="badge {word}">{word.upper()}</span>'
 
 
+def _variant_verdict(variant: dict[str, Any]) -> str:
+    """A variant's badge: PASS, FAIL or INCONCLUSIVE (results files before schema 3 carry
+    only `passed`)."""
+    verdict = variant.get("verdict") or ("PASS" if variant["passed"] else "FAIL")
+    if verdict == "INCONCLUSIVE":
+        return '<span class="badge warn">INCONCLUSIVE</span>'
+    return _verdict(verdict == "PASS")
+
+
+def _inconclusive(variant: dict[str, Any]) -> str:
+    return "".join(f'<p class="inconclusive"><b>INCONCLUSIVE</b>: {_e(i["what"])}: '
+                   f'{_e(i["knob"])}</p>' for i in variant.get("inconclusive") or [])
+
+
 def _by_scenario(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for v in results["variants"]:
@@ -97,7 +111,7 @@ def _matrix(results: dict[str, Any]) -> str:
                 f'<tr data-scenario="{_e(scenario)}" data-variant="{_e(v["name"])}">'
                 f'<td class="l">{_e(scenario)}</td>'
                 f'<td class="l"><a href="#v-{_e(scenario)}-{_e(v["name"])}">{_e(v["name"])}</a>'
-                f"{lying}</td><td class=\"l\">{_verdict(v['passed'])}</td>{''.join(cells)}"
+                f"{lying}</td><td class=\"l\">{_variant_verdict(v)}</td>{''.join(cells)}"
                 f"<td>{w['total']}</td><td>{p99}</td></tr>"
             )
     return (
@@ -215,9 +229,9 @@ def _variant(variant: dict[str, Any]) -> str:
         layers = "<h4>The three layers of the incident</h4>" + _layers(variant)
     return (
         f'<article class="variant" id="{_e(anchor)}" data-variant="{_e(variant["name"])}">'
-        f'<h3>{_e(variant["name"])} {_verdict(variant["passed"])}</h3>'
+        f'<h3>{_e(variant["name"])} {_variant_verdict(variant)}</h3>'
         f'<p>{_e(variant["description"])}</p><p class="muted">config: {config or "-"}</p>'
-        f"{load}{physics}{layers}"
+        f"{_inconclusive(variant)}{load}{physics}{layers}"
         f'<figure class="timeline-chart">{timeline_svg(variant)}'
         f"<figcaption class=\"muted\">Per second: responses by class (fault window shaded), "
         f"client latency, and the service's own series.</figcaption></figure>"
@@ -234,8 +248,12 @@ def render_html(results: dict[str, Any], title: str = "chaoslab report") -> str:
             + "".join(_variant(v) for v in variants) + "</section>"
         )
     n = len(results["variants"])
-    failed = sum(1 for v in results["variants"] if not v["passed"])
-    summary = "every expectation held" if not failed else f"{failed} of {n} variants FAILED"
+    verdicts = [v.get("verdict") or ("PASS" if v["passed"] else "FAIL")
+                for v in results["variants"]]
+    failed, unsure = verdicts.count("FAIL"), verdicts.count("INCONCLUSIVE")
+    summary = "; ".join(part for part in (
+        f"{failed} of {n} variants FAILED" if failed else "",
+        f"{unsure} of {n} INCONCLUSIVE" if unsure else "") if part) or "every expectation held"
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'

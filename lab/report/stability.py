@@ -53,7 +53,7 @@ def render_stability(stats: Sequence[VariantStability], repeat: int) -> str:
         out += _grid(rows, left={0, 1, 2})
         out.append("")
         for v in variants:
-            out.append(f"{v.variant}: {v.passes} of {v.runs} runs passed")
+            out.append(f"{v.variant}: {v.passes} of {v.runs} runs passed{_apart(v)}")
             rows = [["expectation", "passes", "min", "median", "max", "margin"]]
             notes = []
             for e in v.expectations:
@@ -67,6 +67,14 @@ def render_stability(stats: Sequence[VariantStability], repeat: int) -> str:
             out += notes
             out.append("")
     return "\n".join(out).rstrip("\n")
+
+
+def _apart(v: VariantStability) -> str:
+    """The runs that neither passed nor failed: inconclusive ones, and ones that broke off."""
+    parts = [f"{v.inconclusive} INCONCLUSIVE" if v.inconclusive else "",
+             f"{v.errored} broke off with an error" if v.errored else ""]
+    shown = ", ".join(p for p in parts if p)
+    return f" ({shown})" if shown else ""
 
 
 def _e(value: object) -> str:
@@ -101,8 +109,10 @@ def stability_html(results: dict[str, Any]) -> str:
                 f'<td>{_e(e["shown"]["min"])}</td><td>{_e(e["shown"]["median"])}</td>'
                 f'<td>{_e(e["shown"]["max"])}</td><td>{_e(e["shown"]["margin"])}</td></tr>'
                 for e in v["expectations"])
+            apart = "".join(f" ({v[key]} {word})" for key, word in (
+                ("inconclusive", "INCONCLUSIVE"), ("errored", "broke off")) if v.get(key))
             details.append(
-                f'<h4>{_e(v["variant"])}: {v["passes"]} of {v["runs"]} runs passed</h4>'
+                f'<h4>{_e(v["variant"])}: {v["passes"]} of {v["runs"]} runs passed{apart}</h4>'
                 f'<table class="stability-expectations"><tr><th class="l">expectation</th>'
                 f"<th>passes</th><th>min</th><th>median</th><th>max</th><th>margin</th></tr>"
                 f"{exp_rows}</table>")

@@ -8,7 +8,7 @@ from typing import Any
 from lab.ledger import inconsistencies
 from lab.load.arrivals import BEHIND_SHARE
 from lab.physics import calibration_text, mechanism_text
-from lab.results import RunResults, VariantResult, WindowSummary
+from lab.results import FAIL, INCONCLUSIVE, PASS, RunResults, VariantResult, WindowSummary
 
 _COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "502", "503 (Retry-After)", "504",
             "timeout", "other", "p50 ms", "p99 ms")
@@ -66,6 +66,11 @@ def _grid(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _heading(verdict: str) -> str:
+    return {PASS: "all expectations held", FAIL: "FAILED",
+            INCONCLUSIVE: "INCONCLUSIVE: neither PASS nor FAIL"}[verdict]
+
+
 def render_table(results: RunResults) -> str:
     out: list[str] = []
     by_scenario: dict[str, list[VariantResult]] = {}
@@ -77,11 +82,12 @@ def render_table(results: RunResults) -> str:
                    "says it failed)")
         rows = [list(_COLUMNS)]
         for v in variants:
-            rows.append([v.name, "PASS" if v.passed else "FAIL", *_mix(v.windows["fault"])])
+            rows.append([v.name, v.verdict, *_mix(v.windows["fault"])])
         out.append(_grid(rows))
         out.append("")
         for v in variants:
-            out.append(f"{v.name} — {'all expectations held' if v.passed else 'FAILED'}")
+            out.append(f"{v.name} — {_heading(v.verdict)}")
+            out.extend(f"  INCONCLUSIVE: {i.text}" for i in v.inconclusive)
             for e in v.expectations:
                 mark = "ok  " if e.passed else "FAIL"
                 out.append(f"  {mark} {e.text}: {e.measured}")
@@ -125,6 +131,10 @@ def render_table(results: RunResults) -> str:
                    f"{skipped.reason}")
         out.append("")
     verdict = "every expectation held" if results.passed else "some expectations FAILED"
+    if results.inconclusive:
+        n = sum(1 for v in results.variants if v.inconclusive)
+        verdict = (f"{n} INCONCLUSIVE (the experiment did not happen as designed: see why "
+                   "above)" + ("; some expectations FAILED" if results.failed else ""))
     if not results.variants:
         verdict = "nothing ran"
     skipped_count = sum(len(s.variants) for s in results.skipped)

@@ -4,11 +4,9 @@ what it prints, and stop it with Ctrl-C (SIGINT) at the end, checking it cleaned
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.lab_cli import REPO, popen_lab
+
+__all__ = ["REPO", "Live", "live_stack"]
 URL = re.compile(r"dashboard:\s+(http://127\.0\.0\.1:\d+)/")
 
 
@@ -58,11 +58,12 @@ def _pump(stream: Any, into: list[str]) -> None:
 def live_stack(args: list[str], runs_root: Path, *, ready_timeout: float = 180,
                stop_timeout: float = 120) -> Iterator[Live]:
     """`python -m lab ARGS` until its dashboard URL is printed; SIGINT on exit (unless it
-    already ended), then the exit code must say it was interrupted or ended cleanly."""
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root), "PYTHONUNBUFFERED": "1"}
+    already ended), then the exit code must say it was interrupted or ended cleanly. The
+    child gets SIGINT at its default (lab_cli.popen_lab), so the Ctrl-C works however
+    pytest was started."""
     began = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_lab(args, runs_root, env={"PYTHONUNBUFFERED": "1"},
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout: list[str] = []
     stderr: list[str] = []
     threads = [threading.Thread(target=_pump, args=(proc.stdout, stdout), daemon=True),

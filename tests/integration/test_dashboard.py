@@ -7,7 +7,6 @@ the stack stops."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import under_ci
 from tests.integration.live_stack import REPO, Live, live_stack
 
 DASHBOARD = REPO / "lab" / "live" / "dashboard.html"
@@ -57,7 +57,7 @@ def test_the_page_fetches_nothing_from_outside() -> None:
 @pytest.fixture
 def lab_up(runs_root: Path) -> Iterator[Live]:
     if CHROMIUM is None:  # before starting a stack for nothing
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail("CI must have chromium (.ci/run installs Debian's package)")
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     with live_stack(["up", "pool-exhaustion", "--port", "0", "--for", "90s"], runs_root,

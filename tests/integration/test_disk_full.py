@@ -28,6 +28,7 @@ from lab.processes import pids_with_run_id
 from lab.results import VariantResult
 from lab.runner import run_variant
 from lab.scenario_loader import find_scenario, load_scenario_file
+from tests.integration.lab_cli import popen_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
 UNSUPPORTED = data_volume.unsupported_reason()
@@ -192,20 +193,13 @@ def _checkout_pid(run_id: str) -> int:
 def test_sigterm_while_the_disk_is_full_leaves_no_ballast_mount_or_process(
     runs_root: Path,
 ) -> None:
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "disk-full", "--variant", "baseline",
-         "--progress", "lines"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        seen.append(line)
-        if " fault " in line or time.monotonic() > deadline:
-            break
-    assert any(" fault " in s for s in seen), "".join(seen)
+    proc = popen_lab(["run", "disk-full", "--variant", "baseline", "--progress", "lines"],
+                     runs_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc.stderr, lambda line: " fault " in line, 90, "fault phase")
+    except AssertionError:
+        stop(proc)
+        raise
     time.sleep(1.5)
     [run_dir] = list(runs_root.iterdir())
     run_id = run_dir.name

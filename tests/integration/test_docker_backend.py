@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from lab.errors import BackendError
+from tests.conftest import under_ci
+from tests.integration.lab_cli import popen_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +30,7 @@ def docker_client() -> Any:
         client = engine()
         check_images(client)
     except BackendError as exc:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail(f"CI must run the docker backend: {exc}")
         pytest.skip(f"docker backend unavailable here: {exc}")
     return client
@@ -142,16 +144,14 @@ def run_until_phase(scenario: str, phase: str,
                     runs_root: Path) -> tuple[subprocess.Popen[str], Path]:
     """`lab run SCENARIO --backend docker --variant baseline`, returned once its progress
     says `phase`; with its run directory."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", scenario, "--backend", "docker",
-         "--variant", "baseline", "--progress", "lines"],
-        cwd=REPO, env={**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if f" {phase} " in line:
-            break
+    proc = popen_lab(["run", scenario, "--backend", "docker", "--variant", "baseline",
+                      "--progress", "lines"], runs_root,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc.stderr, lambda line: f" {phase} " in line, 240, f"{phase} phase")
+    except AssertionError:
+        stop(proc)
+        raise
     [run_dir] = list(runs_root.iterdir())
     return proc, run_dir
 
@@ -321,7 +321,7 @@ def test_workshop_compose_stack_takes_inject_and_revert(
 
     compose = shutil.which("docker-compose")
     if compose is None:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail("CI installs Debian's docker-compose (make docker-engine)")
         pytest.skip("docker-compose (v1.29) is not installed")
     project = f"cltest{secrets.token_hex(3)}"
@@ -375,14 +375,14 @@ def test_workshop_compose_stack_takes_inject_and_revert(
         # The new container is one of the project's: `compose down` will take it.
         assert any(name.startswith(f"{project}-lab-checkout-") for name in containers())
         again = workshop("inject", "missing-env-var")
-        assert again.returncode == 3 and "lab revert` first" in again.stderr
+        assert again.returncode == 5 and "lab revert` first" in again.stderr  # already in
 
         revert = workshop("revert")
         assert revert.returncode == 0, revert.stdout + revert.stderr
         assert "took effect: yes" in revert.stdout
         assert "rollback: completed" in revert.stdout
         assert {checkout(c) for c in range(20, 26)} == {201}
-        assert workshop("revert").returncode == 3  # nothing left to revert
+        assert workshop("revert").returncode == 5  # nothing left to revert
     finally:
         down = subprocess.run([compose, *files, "down", "-v"], env=env, capture_output=True,
                               text=True, timeout=180, check=False)

@@ -63,9 +63,14 @@ def test_open_model_achieves_its_rate_through_real_locust(runs_root: Path) -> No
         run_dir.remove()
 
     assert records, f"Locust logged nothing:\n{stderr}"
-    assert {r.outcome for r in records} <= {"response", "dropped"}, stderr
-    assert {r.status for r in records if not r.dropped} == {201}  # the bare app's answer
     first = min(r.start for r in records)
+    # Arrivals go on past the window until Locust's run time ends (so the last judged
+    # request is answered under the same load); only one sent after the window may
+    # still be in flight when the load stops.
+    judged = [r for r in records if r.start < first + spec.duration]
+    assert {r.outcome for r in judged} <= {"response", "dropped"}, stderr
+    assert {r.outcome for r in records} <= {"response", "dropped", "unfinished"}, stderr
+    assert {r.status for r in judged if not r.dropped} == {201}  # the bare app's answer
     arrived = [r for r in records if first <= r.start < first + MEASURED_S]
     achieved = len(arrived) / MEASURED_S
     assert achieved == pytest.approx(RATE, rel=0.2), (achieved, stderr)

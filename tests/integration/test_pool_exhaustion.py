@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +22,7 @@ from lab.processes import pids_with_run_id
 from lab.runner import run_variant
 from lab.scenario_loader import find_scenario, load_scenario_file
 from lab.services.checkout.schema import CART_ITEMS_INDEX
-from tests.integration.lab_cli import run_lab
+from tests.integration.lab_cli import popen_lab, run_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -156,25 +154,17 @@ def test_cancel_mid_fault_reverts_and_leaves_nothing(runs_root: Path) -> None:
 def test_signal_mid_fault_leaves_no_process_and_no_files(
     runs_root: Path, sig: signal.Signals, code: int
 ) -> None:
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "pool-exhaustion", "--variant", "baseline",
-         "--progress", "lines"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        seen.append(line)
-        if " fault " in line or time.monotonic() > deadline:
-            break
-    assert any(" fault " in s for s in seen), "".join(seen)
-    time.sleep(1.5)
-    [run_dir] = list(runs_root.iterdir())
-    assert list(pids_with_run_id(run_dir.name)), "the stack should be running mid-fault"
-    proc.send_signal(sig)
-    rest = proc.communicate(timeout=60)[1]
+    proc = popen_lab(["run", "pool-exhaustion", "--variant", "baseline", "--progress", "lines"],
+                     runs_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc.stderr, lambda line: " fault " in line, 90, "fault phase")
+        time.sleep(1.5)
+        [run_dir] = list(runs_root.iterdir())
+        assert list(pids_with_run_id(run_dir.name)), "the stack should be running mid-fault"
+        proc.send_signal(sig)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        stop(proc)
     assert proc.returncode == code, rest
     assert "interrupted" in rest and "Traceback" not in rest
     assert list(pids_with_run_id(run_dir.name)) == []
@@ -182,16 +172,13 @@ def test_signal_mid_fault_leaves_no_process_and_no_files(
 
 
 def test_cleanup_after_kill_9_removes_what_the_run_left(runs_root: Path) -> None:
-    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(runs_root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "pool-exhaustion", "--variant", "baseline",
-         "--progress", "lines"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if " before " in line:  # the stack is up and the load has started
-            break
+    proc = popen_lab(["run", "pool-exhaustion", "--variant", "baseline", "--progress", "lines"],
+                     runs_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:  # " before ": the stack is up and the load has started
+        wait_for_line(proc.stderr, lambda line: " before " in line, 90, "before phase")
+    except AssertionError:
+        stop(proc)
+        raise
     [run_dir] = list(runs_root.iterdir())
     assert len(list(pids_with_run_id(run_dir.name))) >= 3  # postgres, checkout, locust
     proc.kill()  # no chance to clean up

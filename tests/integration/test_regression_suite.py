@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import under_ci
+
 REPO = Path(__file__).resolve().parents[2]
 DRILL = REPO / "tests" / "fixtures" / "drill.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -69,7 +71,7 @@ def test_one_junit_case_per_variant_with_the_right_outcomes(drill_run: DrillRun)
 
 def test_report_in_a_real_browser(drill_run: DrillRun, tmp_path: Path) -> None:
     if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail("CI must have chromium (.ci/run installs Debian's package)")
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

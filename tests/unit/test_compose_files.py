@@ -29,6 +29,7 @@ from lab.backends.docker.specs import (
 from lab.runner import stack_request
 from lab.scenario import Scenario
 from lab.scenario_loader import load_scenario_file, scenario_paths
+from tests.conftest import under_ci
 
 SCENARIOS = [load_scenario_file(p) for p in scenario_paths()]
 
@@ -36,7 +37,7 @@ SCENARIOS = [load_scenario_file(p) for p in scenario_paths()]
 def _compose_v1() -> str:
     binary = shutil.which("docker-compose")
     if binary is None:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail("CI installs Debian's docker-compose (make docker-engine)")
         pytest.skip("docker-compose (v1.29) is not installed")
     return binary

@@ -1,7 +1,8 @@
 """`lab conditions`: the verdicts of one scenario set under three machine stand-ins.
 
-The runs themselves are minutes of load (the README's table comes from one); here, how
-their results are lined up and judged, and what the command refuses before it starts.
+The runs themselves are minutes of load (docs/measurements.md's table comes from one);
+here, how their results are lined up and judged, and what the command refuses before it
+starts.
 """
 
 from __future__ import annotations

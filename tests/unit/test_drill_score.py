@@ -98,7 +98,7 @@ def test_wrong_guesses_cost_more_than_the_right_one_earns() -> None:
     assert guessing.points < nothing.points < straight.points
 
 
-def test_bad_classes_bare_503_is_bad_honest_503_is_not_and_dropped_is_ignored() -> None:
+def test_one_rule_of_honest_bare_503_4xx_and_drops_are_bad_honest_503_is_not() -> None:
     end = INJECT + 3
     seconds = [second(INJECT, c2xx=10, c500=1, lying_200=2, c503_bare=3, c503=4, c502=1,
                       c504=1, other_5xx=1, timeout=1, error=1, c4xx=5, fallback=2,
@@ -107,9 +107,11 @@ def test_bad_classes_bare_503_is_bad_honest_503_is_not_and_dropped_is_ignored() 
                second(INJECT + 2, c2xx=30)]
     score = score_drill(seconds, INJECT, end, [], CAUSE)
     assert (score.bad_500, score.bad_lying_200) == (1, 2)
-    assert score.bad_other == 3 + 1 + 1 + 1 + 1 + 1  # bare 503, 502, 504, other, timeout, error
-    assert score.bad == 11
-    assert score.answers == (10 + 1 + 2 + 3 + 4 + 1 + 1 + 1 + 1 + 1 + 5 + 2) + 30 + 30
+    # The verdict's rule (lab.honest): bare 503, 502, 504, other 5xx, timeout, error, an
+    # unnamed 4xx, and the drops (an answer the lab never saw) are all bad.
+    assert score.bad_other == 3 + 1 + 1 + 1 + 1 + 1 + 5 + 50 + 9
+    assert score.bad == 1 + 2 + score.bad_other
+    assert score.answers == (10 + 1 + 2 + 3 + 4 + 1 + 1 + 1 + 1 + 1 + 5 + 2 + 50) + 39 + 30
 
 
 def test_mitigate_s_is_none_when_the_bad_share_never_drops() -> None:

@@ -39,8 +39,23 @@ def test_increase_is_summed_per_instance() -> None:
     samples = (series("checkout-1", {1009.0: 10, 1012.0: 12})
                + series("checkout-2", {1009.0: 100, 1012.0: 103}))
     r = evaluate(exp("== 5"), [], samples, W)
-    # Summed per sampling round: 10 + 100 before the window, 12 + 103 in it.
-    assert (r.passed, r.measured) == (True, "increase 5 (110 → 115; 1 sample)")
+    # Per instance, then summed: 10 → 12 and 100 → 103.
+    assert (r.passed, r.measured) == (True, "increase 5 (over 2 instances; 1 sample)")
+
+
+def test_an_instance_missing_a_round_cannot_make_the_increase_negative() -> None:
+    # Summed per round, checkout-2 missing from the last round read 110 → 12: -98. Per
+    # instance, each one's own samples: 10 → 12 and 100 → 103 (its last in the window).
+    samples = (series("checkout-1", {1009.0: 10, 1012.0: 11, 1014.0: 12})
+               + series("checkout-2", {1009.0: 100, 1012.0: 103}))
+    r = evaluate(exp("<= 10"), [], samples, W)
+    assert (r.passed, r.value) == (True, 5.0)
+
+
+def test_a_restarted_counter_counts_its_new_value_as_rise() -> None:
+    samples = series("checkout-1", {1009.0: 50, 1011.0: 52, 1013.0: 3, 1015.0: 4})
+    r = evaluate(exp("== 6"), [], samples, W)
+    assert (r.passed, r.value) == (True, 6.0)  # 50 → 52 (+2), restart to 3 (+3), → 4 (+1)
 
 
 def test_increase_never_sampled_fails_with_a_reason() -> None:

@@ -35,13 +35,15 @@ def test_seconds_close_only_after_a_slow_answer_could_still_arrive() -> None:
     assert series.seconds[0]["p99_ms"] is not None and series.seconds[0]["p99_ms"] > 3000
 
 
-def test_quiet_seconds_are_kept_as_empty_entries_and_drops_are_not_answers() -> None:
+def test_quiet_seconds_are_kept_as_empty_entries_and_drops_count_as_bad() -> None:
     series = LiveSeries()
     series.add([rec(100.0), rec(103.0), rec(103.5, None, outcome="dropped")], now=120)
     assert [(s["t"], s["n"]) for s in series.seconds] == [(100, 1), (101, 0), (102, 0),
-                                                          (103, 1)] + [
+                                                          (103, 2)] + [
         (t, 0) for t in range(104, 120 - CLOSE_AFTER_S)]
-    assert series.dropped == 1 and series.total == 2
+    assert series.seconds[3]["counts"] == {"2xx": 1, "dropped": 1}
+    assert bad_count(series.seconds) == 1  # the lab never saw that user's answer
+    assert series.dropped == 1 and series.total == 3
     assert series.seconds[1]["p50_ms"] is None
 
 

@@ -292,11 +292,14 @@ def test_closed_loop_runs_exactly_as_before() -> None:
     s = spec(users=100, spawn_rate=100, wait="500ms", client_timeout="5s")
     assert locust_argv(s, "http://h", "lf.py") == [
         "-f", "lf.py", "--headless", "--host", "http://h", "-u", "100", "-r", "100.0",
-        "--run-time", "20s", "--stop-timeout", "0", "--exit-code-on-error", "0",
-        "--only-summary", "--loglevel", "WARNING"]
+        # The 20 s window, then one client timeout for its last request and a little slack:
+        # the lab stops Locust once every judged request has ended.
+        "--run-time", "27s", "--stop-timeout", "0", "--exit-code-on-error", "0",
+        "--only-summary", "--loglevel", "WARNING", "Shopper"]
     env = locust_env(s, carts=30000, seed=1, request_log="/x")
     assert env == {"CHAOSLAB_LOAD_SPEC": json.dumps({
-        "endpoints": [{"request": "checkout", "weight": 1}], "client_timeout": 5.0,
+        "endpoints": [{"request": "checkout", "weight": 1, "contract": {
+            "json": True, "requires": ["order_id", "status"]}}], "client_timeout": 5.0,
         "wait": 0.5, "carts": 30000, "seed": 1}), "CHAOSLAB_REQUEST_LOG": "/x"}
     for path in scenario_paths():
         scenario = load_scenario_file(path)
@@ -374,7 +377,8 @@ def test_an_on_time_generator_is_not_behind_and_its_achieved_rate_is_the_target(
     records = even_records(20, 0.6, 30.0)
     acc = ArrivalAccount.of(records, W, s, seed=1)
     assert acc.started_s == pytest.approx(0.6, abs=0.002)
-    assert acc.judged_until_s == 25  # the last 5 s (client timeout) may under-count
+    # The load runs on until every request of the window ended: every second is judged.
+    assert acc.judged_until_s == 30
     assert acc.behind == []
     assert acc.achieved[1:25] == [20] * 24
     assert acc.achieved_rate == pytest.approx(20.0, rel=0.01)
@@ -386,19 +390,19 @@ def test_an_on_time_generator_is_not_behind_and_its_achieved_rate_is_the_target(
 
 def test_seconds_the_generator_fell_behind_are_named() -> None:
     s = spec(rate="20/s", arrivals="even", client_timeout="5s", duration="30s")
-    records = even_records(20, 0.6, 30.0, skip=(7, 8, 27))  # 27: not judged (near the end)
+    records = even_records(20, 0.6, 30.0, skip=(7, 8, 27))
     acc = ArrivalAccount.of(records, W, s, seed=1)
-    assert acc.behind == [7, 8]
+    assert acc.behind == [7, 8, 27]
     doc = load_summary(s, acc)
-    assert (doc["behind_target"], doc["behind_seconds"]) == (True, [7, 8])
-    assert doc["achieved_rate_per_s"] == pytest.approx(20 * (24.4 - 2) / 24.4, rel=0.01)
+    assert (doc["behind_target"], doc["behind_seconds"]) == (True, [7, 8, 27])
+    assert doc["achieved_rate_per_s"] == pytest.approx(20 * (29.4 - 3) / 29.4, rel=0.01)
     line = timeline(records, [], W, acc)
     assert (line[7]["arrivals"], line[7]["scheduled"], line[7]["behind"]) == (0, 20, True)
     assert (line[6]["arrivals"], line[6]["behind"]) == (20, False)
-    assert (line[27]["arrivals"], line[27]["scheduled"], line[27]["behind"]) == (0, 20, None)
+    assert (line[27]["arrivals"], line[27]["scheduled"], line[27]["behind"]) == (0, 20, True)
     [shown] = load_lines(doc)
-    assert shown.startswith("LOAD GENERATOR BEHIND TARGET: 2 s below 90% of the arrivals "
-                            "scheduled (second 7, 8)")
+    assert shown.startswith("LOAD GENERATOR BEHIND TARGET: 3 s below 90% of the arrivals "
+                            "scheduled (second 7, 8, 27)")
 
 
 def test_drops_count_as_arrivals_achieved_and_per_second_in_the_timeline() -> None:
@@ -434,7 +438,7 @@ def test_a_quiet_poisson_second_is_not_taken_for_a_generator_behind() -> None:
 def test_no_arrival_at_all_is_behind_everywhere() -> None:
     s = spec(rate="10/s", arrivals="even", client_timeout="5s", duration="30s")
     acc = ArrivalAccount.of([], W, s, seed=1)
-    assert acc.behind == list(range(25))
+    assert acc.behind == list(range(30))
     assert load_summary(s, acc)["behind_target"] is True
 
 
@@ -465,28 +469,33 @@ def honest(records: list[RequestRecord]) -> tuple[bool, str, float | None]:
     return line.passed, line.measured, line.value
 
 
-def test_drops_are_not_honest_answers_but_are_said() -> None:
+def test_drops_count_against_a_mitigations_honest_line() -> None:
+    # A user dropped at the cap got an answer the lab never saw: it cannot vouch for it.
     records = [rec(1010 + i * 0.5) for i in range(20)] + [drop(1012 + i * 0.1) for i in range(3)]
-    assert honest(records) == (
-        True,
-        "0 dishonest of 20; 3 arrivals dropped by the load generator at its max_in_flight cap "
-        "(never sent: not answers, and not counted here)",
-        0.0,
-    )
+    assert honest(records) == (False, "3 dishonest of 23: dropped at the in-flight cap ×3", 3.0)
+
+
+def test_an_allowance_for_drops_leaves_them_to_its_bound() -> None:
+    records = [rec(1010 + i * 0.5) for i in range(20)] + [drop(1012 + i * 0.1) for i in range(3)]
+    v = Variant.model_validate({"expect": [NO_500S, {"window": "fault", "status": "dropped",
+                                                     "rate": "<= 20%"}]})
+    [_, allowance, line] = judge("timeouts", v, records, [], W)
+    assert (allowance.passed, allowance.measured) == (True, "13.0% (3 of 23)")
+    assert (line.passed, line.measured) == (
+        True, "0 dishonest of 23; dropped left to its allowance: 3")
 
 
 def test_drops_neither_hide_nor_excuse_a_dishonest_answer() -> None:
     records = [rec(1010 + i * 0.5) for i in range(20)] + [rec(1015.3, 500, kind="problem"),
                                                            drop(1016)]
     passed, measured, value = honest(records)
-    assert (passed, value) == (False, 1.0)
-    assert measured.startswith("1 dishonest of 21: 500 ×1; 1 arrival dropped by the load")
+    assert (passed, value) == (False, 2.0)
+    assert measured == "2 dishonest of 22: 500 ×1, dropped at the in-flight cap ×1"
 
 
 def test_a_window_of_drops_only_measured_nothing() -> None:
     passed, measured, _ = honest([rec(1001), *(drop(1011 + i) for i in range(4))])
-    assert not passed
-    assert measured.startswith("no requests in the window; 4 arrivals dropped")
+    assert (passed, measured) == (False, "no requests in the window")
 
 
 def test_without_drops_the_honest_line_reads_as_before() -> None:

@@ -106,6 +106,7 @@ class FakeHandle:
 
 def restart(handle: FakeHandle, env: Mapping[str, str], unset: Sequence[str] = (),
             **kw: Any) -> dict[str, Any]:
+    kw.setdefault("drain", 0.0)
     return asyncio.run(rolling_restart(handle, env, unset, **kw))  # type: ignore[arg-type]
 
 
@@ -181,7 +182,7 @@ def test_a_cancelled_restart_leaves_no_half_started_instance() -> None:
     handle.router.healthy["checkout-3"] = False  # waits in the poll loop
 
     async def cancel_midway() -> None:
-        task = asyncio.ensure_future(rolling_restart(handle, {"X": "1"}))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(rolling_restart(handle, {"X": "1"}, drain=0.0))  # type: ignore[arg-type]
         await asyncio.sleep(0.25)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -15,7 +15,7 @@ import pytest
 
 from lab import cli, runner
 from lab.backends.base import StackRequest
-from lab.events import EventHook, Progress, Run, RunEvents, VariantDone
+from lab.events import EventHook, Progress, ProgressFn, Run, RunEvents, VariantDone
 from lab.results import RunResults, Skipped, VariantResult
 from lab.runner import RunLoop, run_scenario
 from lab.scenario import Scenario
@@ -93,13 +93,13 @@ def test_a_listeners_exception_propagates_and_stops_the_later_ones() -> None:
     assert calls == ["first"]
 
 
-def test_a_bundle_is_a_progress_callback_and_of_wraps_one() -> None:
+def test_of_wraps_a_progress_callback_and_keeps_a_bundle() -> None:
     seen: list[str] = []
     events = RunEvents.of(lambda p: seen.append(p.phase))
-    events(Progress("drill", "baseline", 1, 1, "starting"))
+    events.progress.fire(Progress("drill", "baseline", 1, 1, "starting"))
     assert seen == ["starting"]
     assert RunEvents.of(events) is events
-    RunEvents.of(None)(Progress("drill", "baseline", 1, 1, "starting"))  # nobody listens
+    RunEvents.of(None).progress.fire(Progress("drill", "baseline", 1, 1, "starting"))
 
 
 # ---------------------------------------------------------------- the run loop
@@ -126,13 +126,13 @@ class StubRunner:
         self.on_call = on_call
 
     async def __call__(self, scenario: Scenario, variant: str, backend: object,
-                       events: Any = None, *, index: int = 1,
+                       events: RunEvents | ProgressFn | None = None, *, index: int = 1,
                        count: int = 1) -> VariantResult:
         self.calls.append((scenario.name, variant, index, count))
         if self.on_call is not None:
             self.on_call()
-        if events is not None:
-            events(Progress(scenario.name, variant, index, count, "starting"))
+        RunEvents.of(events).progress.fire(Progress(scenario.name, variant, index, count,
+                                                    "starting"))
         return crafted(variant, [("[fault] crafted", True, None)],
                        run_id=f"cl-{len(self.calls)}", scenario=scenario.name)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.errors import UnknownVariant
 from lab.scenario import MAX_HINTS
 from lab.scenario_loader import load_scenario_file, scenario_paths
 from tests.unit.scenario_docs import load, problems_of
@@ -47,7 +48,8 @@ def test_mitigation_switches_are_what_differs_from_the_baseline(tmp_path: Path) 
         "DB_ACQUIRE_TIMEOUT_MS": "250", "DB_ERRORS_AS_503": "true"}
     assert scenario.mitigation_switches("bigger-pool") == {"DB_POOL_MAX": "50"}
     assert scenario.mitigation_switches("baseline") == {}
-    with pytest.raises(KeyError, match="no variant 'nope' in scenario 'demo'"):
+    with pytest.raises(UnknownVariant, match=r"no variant named 'nope' in \S*demo\.yaml "
+                       r"\(known: baseline, bigger-pool, timeouts\)"):
         scenario.mitigation_switches("nope")
 
 

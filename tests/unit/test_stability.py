@@ -15,6 +15,7 @@ import pytest
 
 from lab import cli, runner
 from lab.backends.local import LocalBackend
+from lab.events import RunEvents
 from lab.report.html import render_html
 from lab.report.stability import render_stability
 from lab.results import ExpectationResult, RunResults, VariantResult, WindowSummary
@@ -148,8 +149,15 @@ def test_runs_that_measured_nothing_fail_but_stay_out_of_the_spread() -> None:
     stats = variant_stability(runs_of("readiness", {P99: [300.0, None, 500.0]}), [P99])
     p99 = stats.expectations[0]
     assert (p99.passes, p99.unmeasured) == (2, 1)
-    assert (p99.min, p99.max, p99.margin) == (300.0, 500.0, 1500.0)
+    # A run failed: no margin to spare is shown, whatever the measured runs left.
+    assert (p99.min, p99.max, p99.margin) == (300.0, 500.0, None)
     assert stats.tightest is p99  # fewest passes comes first, whatever the margin
+
+
+def test_a_run_that_broke_off_counts_as_not_passed() -> None:
+    stats = variant_stability(runs_of("readiness", {P99: [300.0, 500.0]}), [P99], errored=1)
+    assert (stats.runs, stats.passes, stats.errored) == (3, 2, 1)
+    assert stats.to_json()["passed"] == [True, True, False]
 
 
 def test_tightest_is_the_fewest_passes_then_the_smallest_relative_margin() -> None:
@@ -276,11 +284,11 @@ class _StubRunner:
         self.calls: list[str] = []
 
     async def __call__(self, scenario: Scenario, name: str, backend: object,
-                       progress: ProgressFn | None = None, index: int = 1,
+                       events: RunEvents | ProgressFn | None = None, index: int = 1,
                        count: int = 1) -> VariantResult:
         self.calls.append(name)
-        if progress is not None:
-            progress(Progress(scenario.name, name, index, count, "starting"))
+        RunEvents.of(events).progress.fire(Progress(scenario.name, name, index, count,
+                                                    "starting"))
         e = self.drill.variants[name].expect[0]
         value = next(self.shares) if name == "baseline" else 2.0
         assert e.rate is not None or e.count is not None

@@ -1,6 +1,6 @@
 """One table of checkout switches drives the service's start-up check and the scenario
-loader: they must refuse the same values with the same words, and the README must list
-every switch with the default the table gives it."""
+loader: they must refuse the same values with the same words, and docs/scenarios.md must
+list every switch with the default the table gives it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from lab.services.checkout.config import CheckoutConfig, ConfigError
 from lab.services.checkout.switches import SWITCHES, USER_SWITCHES, Switch, markdown_table
 from tests.unit.scenario_docs import problems_if_any
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SCENARIO_DOCS = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
 SERVICE_ENV = {"CHECKOUT_PORT": "8080", "DATABASE_URL": "postgresql://lab@127.0.0.1:5432/shop"}
 
 
@@ -88,9 +88,9 @@ def test_defaults_and_bounds_are_accepted_by_both(tmp_path: Path) -> None:
     assert c.db_pool_max == 1000 and c.catalog_xfetch_beta == 100.0
 
 
-def readme_switch_rows() -> dict[str, str]:
-    """name → its default cell, from the README's table of the checkout's switches."""
-    text = README.read_text()
+def docs_switch_rows() -> dict[str, str]:
+    """name → its default cell, from docs/scenarios.md's table of the checkout's switches."""
+    text = SCENARIO_DOCS.read_text()
     section = text.split("### The checkout service's switches", 1)[1].split("\n#", 1)[0]
     rows: dict[str, str] = {}
     for line in section.splitlines():
@@ -104,10 +104,12 @@ def readme_switch_rows() -> dict[str, str]:
     return rows
 
 
-def test_the_readme_lists_every_switch_with_its_default() -> None:
-    rows = readme_switch_rows()
-    assert set(USER_SWITCHES) <= set(rows), "add the missing switches to the README's table"
-    assert set(rows) <= set(SWITCHES), "the README lists a variable the service does not read"
+def test_the_docs_list_every_switch_with_its_default() -> None:
+    rows = docs_switch_rows()
+    assert set(USER_SWITCHES) <= set(rows), \
+        "add the missing switches to docs/scenarios.md's table"
+    assert set(rows) <= set(SWITCHES), \
+        "docs/scenarios.md lists a variable the service does not read"
     for name, cell in rows.items():
         default, shown = SWITCHES[name].default, cell.split(" ")[0]
         if default is None:
@@ -118,11 +120,11 @@ def test_the_readme_lists_every_switch_with_its_default() -> None:
             assert float(shown) == default, name
 
 
-def test_the_readme_table_is_the_one_rendered_from_the_switch_table() -> None:
-    section = README.read_text().split("### The checkout service's switches", 1)[1]
+def test_the_docs_table_is_the_one_rendered_from_the_switch_table() -> None:
+    section = SCENARIO_DOCS.read_text().split("### The checkout service's switches", 1)[1]
     lines = [line for line in section.split("\n#", 1)[0].splitlines() if line.startswith("|")]
     assert "\n".join(lines) + "\n" == markdown_table(), (
-        "README.md's table of the checkout's switches differs from SWITCHES: run "
+        "docs/scenarios.md's table of the checkout's switches differs from SWITCHES: run "
         "`python -m lab.services.checkout.switches --markdown` and paste its output over "
         "the table")
 

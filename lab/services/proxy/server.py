@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from .toxics import FaultChooser, Toxic, applies
 
-MAX_HEAD = 64 * 1024
 CHUNK = 64 * 1024
 
 
