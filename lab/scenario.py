@@ -30,7 +30,7 @@ from pydantic import (
 
 from lab.errors import UnknownVariant, shown_path
 from lab.expectations import LEDGER_FIGURES as LEDGER_FIGURES
-from lab.expectations import AnyExpectation
+from lab.expectations import AnyExpectation, LatencyExpectation
 from lab.expectations import Bound as Bound
 from lab.expectations import Expectation as Expectation
 from lab.expectations import window_offset as window_offset
@@ -430,7 +430,38 @@ class Scenario(_Strict):
                 f"({self.load.duration:g}s), or the 'after' window is empty"
             )
         self._windows_leave_time()
+        self._cap_admits_latency_claims()
         return self
+
+    def _cap_admits_latency_claims(self) -> None:
+        """A mitigation that answers as fast as it claims must never meet the load
+        generator's in-flight cap: dropped arrivals fail it. The cap (capacity ×
+        longest_wait) over the rate (fault_demand × capacity) holds longest_wait ÷
+        fault_demand seconds of arrivals, so by Little's law a variant claiming answers
+        within more than that is refused here, not failed by the lab's own cap."""
+        physics = self.physics
+        if physics is None or physics.longest_wait is None:
+            return
+        held_s = physics.longest_wait / physics.fault_demand
+        for name, variant in self.variants.items():
+            if name == "baseline" or variant.shows_problem:
+                continue
+            for i, e in enumerate(variant.expect):
+                if not isinstance(e, LatencyExpectation):
+                    continue
+                bound = e.percentile()[1]
+                base, _ = window_offset(e.window)
+                if base == "before" or bound.op not in ("<=", "<"):
+                    continue
+                if bound.value / 1000.0 > held_s + 1e-9:
+                    raise ValueError(
+                        f"variants.{name}.expect.{i}: claims answers {bound} in the {base} "
+                        f"window, but the in-flight cap holds {held_s:g}s of arrivals "
+                        f"(physics.longest_wait {physics.longest_wait:g}s ÷ fault_demand "
+                        f"{physics.fault_demand:g}), so answers that honest would be dropped "
+                        f"at the cap and fail the variant; expected physics.longest_wait of "
+                        f"at least {bound.value / 1000.0 * physics.fault_demand:g}s (or a "
+                        f"tighter claim)")
 
     def _windows_leave_time(self) -> None:
         """A window offset ('after+5s') must leave at least MIN_WINDOW_S of its window, or

@@ -139,3 +139,30 @@ def test_lab_check_imports_neither_aiohttp_nor_asyncpg() -> None:
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "[]"
+
+
+def _physics_doc(longest_wait: str, p99: str, shows_problem: bool = False) -> dict[str, Any]:
+    doc = yaml.safe_load(yaml.safe_dump(DOC))
+    doc["physics"] = {"slow_path": "cart-lookup", "fault_demand": 2.5,
+                      "longest_wait": longest_wait}
+    doc["load"] = {"rate": "calibrated", "duration": "20s",
+                   "endpoints": [{"request": "checkout"}]}
+    variant = doc["variants"]["bigger-pool"]
+    variant["expect"] = [{"window": "fault", "p99": p99}]
+    if shows_problem:
+        variant["shows_problem"] = True
+    return doc
+
+
+def test_a_latency_claim_longer_than_the_in_flight_cap_holds_is_refused(tmp_path: Path) -> None:
+    """The cap holds longest_wait ÷ fault_demand seconds of arrivals: a mitigation that
+    answers within 1 s at 2.5× the capacity needs a 2.5 s longest_wait, or honest answers
+    would be dropped at the lab's own cap and fail it (what failed CI at 1.5 s)."""
+    [problem] = problems_of(tmp_path, _physics_doc("1.5s", "<= 1000ms"))
+    assert "variants.bigger-pool.expect.0: claims answers <= 1000 ms in the fault window" in problem
+    assert "the in-flight cap holds 0.6s of arrivals" in problem
+    assert "expected physics.longest_wait of at least 2.5s" in problem
+    for fits in (_physics_doc("2.5s", "<= 1000ms"), _physics_doc("1.5s", "<= 600ms"),
+                 # A control shows a problem: its latency claims are no mitigation's promise.
+                 _physics_doc("1.5s", "<= 1000ms", shows_problem=True)):
+        assert load_scenario_file(write(tmp_path, fits)).name == "demo"
