@@ -24,6 +24,7 @@ from lab.processes import REPO_ROOT, ManagedProcess, python_env
 from lab.runner import run_variant
 from lab.runs import RunDir, new_run_id
 from lab.scenario import Endpoint, LoadSpec, Scenario
+from lab.threads import off_loop
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ async def _stack_cycle(backend: Backend, scenario: Scenario) -> tuple[float, flo
 async def _throughput(host: str, run_id: str, work_dir: Path, spec: LoadSpec, carts: int) -> float:
     load = LocustProcess(spec, host, run_id=run_id, work_dir=work_dir, env=python_env({}),
                          carts=carts)
-    started = load.start()
+    started = await off_loop(load.start)
     try:
         while not load.finished() and time.time() - started < spec.duration + 10:
             await asyncio.sleep(0.25)
@@ -373,7 +374,7 @@ async def held_share(rate: float, workers: int, progress: Callable[[str], None])
             load = LocustProcess(spec, f"http://127.0.0.1:{port}", run_id=run_dir.run_id,
                                  work_dir=run_dir.path, env=python_env({}), carts=100,
                                  seed=1, workers=workers)
-            started = load.start()
+            started = await off_loop(load.start)
             end = started + spec.duration
             try:
                 while not (time.time() > end and ended_before(load.request_log, end)):

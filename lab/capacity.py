@@ -74,7 +74,7 @@ async def measure_capacity(handle: StackHandle, load: LoadSpec, *, carts: int, s
                                     "rate": None, "duration": PROBE_S, "wait": 0.0})
     began = time.monotonic()
     generator = handle.load_generator(probe, carts=carts, seed=seed)
-    start = generator.start()
+    start = await off_loop(generator.start)
     try:
         while not generator.finished() and time.time() < start + PROBE_S + 1.5:
             records = read_request_log(generator.request_log)

@@ -135,7 +135,7 @@ async def run_variant(
                                      seed=scenario.seed)
         sampler_task = asyncio.create_task(sampler.run())
         try:
-            load_start = load.start()
+            load_start = await off_loop(load.start)
             live = _Live(RequestLogReader(load.request_log))
             end = load_start + load_spec.duration
 

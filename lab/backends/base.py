@@ -134,7 +134,8 @@ class LoadGenerator(Protocol):
     request_log: Path
 
     def start(self) -> float:
-        """Begin the load; return the wall-clock time it began."""
+        """Begin the load; return, once it has, the wall-clock time its first arrival was
+        due (blocks for the generator's start-up: call it off the event loop)."""
 
     def check_alive(self) -> None:
         """Raise LoadError if the load died before its time."""

@@ -128,8 +128,8 @@ class LiveSession:
         self._set_phase("load")
         generator = handle.load_generator(self.load_spec, carts=self.scenario.stack.seed.carts,
                                           seed=self.scenario.seed)
-        generator.start()
         self._exit.push_async_callback(off_loop, generator.stop)
+        await off_loop(generator.start)
         self._generator = generator
         self._spawn(self._follow(RequestLogReader(generator.request_log)))
         # Ready once the first answers came back: the URLs printed then really serve.

@@ -19,6 +19,7 @@ from pathlib import Path
 from lab.errors import LoadError
 from lab.load.arrivals import OpenLoad
 from lab.load.contracts import ANY_BODY, SAMPLE_CONTRACTS
+from lab.load.request_log import wait_for_load_start
 from lab.ports import free_port
 from lab.processes import ManagedProcess
 from lab.scenario import LoadSpec
@@ -30,6 +31,8 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RUN_TIME_SLACK_S = 2.0
 #: How long a master waits for its workers to join before the lab gives up.
 WORKERS_JOIN_S = 60.0
+#: Beyond that, how long Locust may take to import and begin (0.9 s measured on 2 cores).
+LOAD_BEGIN_SLACK_S = 30.0
 
 
 def run_time_s(spec: LoadSpec) -> int:
@@ -162,7 +165,9 @@ class LocustProcess:
         self.started_at = 0.0
 
     def start(self) -> float:
-        """Start Locust (its master and local workers); return when the load began."""
+        """Start Locust (its master and local workers); return when the load began (its
+        first arrival is due then: the windows are measured from it). Blocks: call it off
+        the event loop."""
         w = self.workers
         spec_json = load_spec_json(self.spec, carts=self.carts, seed=self.seed, workers=w.total)
         argv = [sys.executable, "-m", "locust",
@@ -186,7 +191,17 @@ class LocustProcess:
         except OSError as exc:
             self.stop()
             raise LoadError(str(exc)) from exc
+        self.started_at = wait_for_load_start(
+            self.request_log, self._alive, WORKERS_JOIN_S + LOAD_BEGIN_SLACK_S, self.stop)
         return self.started_at
+
+    def _alive(self) -> None:
+        """Before the load began: any process that exited is a LoadError."""
+        for proc in [p for p in [self.process, *self.worker_processes] if p is not None]:
+            code = proc.poll()
+            if code is not None:
+                raise LoadError(f"Locust ({proc.name}) exited with code {code} before its "
+                                f"load began:\n{proc.stderr_tail()}")
 
     def check_alive(self) -> None:
         """Raise if Locust died early: a run without load proves nothing."""

@@ -48,7 +48,7 @@ from lab.load.classify import (
     problem_reason,
 )
 from lab.load.contracts import SAMPLE_CONTRACTS, SuccessContract
-from lab.load.sinks import Sink, sink_for
+from lab.load.sinks import FileSink, Sink, sink_for
 
 _SPEC_ENV = os.environ.get("CHAOSLAB_LOAD_SPEC", "") or ""
 _spec: dict[str, Any] = json.loads(_SPEC_ENV) if _SPEC_ENV else {}
@@ -262,4 +262,10 @@ class Shopper(FastHttpUser):
 # lab.load.arrivals', its wiring lab.load.open_model's.
 from lab.load.open_model import open_arrivals  # noqa: E402
 
-OpenArrivals = open_arrivals(load_spec, REQUESTS, weights, _write, due_at)
+
+def _began(at: float) -> None:
+    if isinstance(_sink, FileSink):
+        _sink.mark_start(at)
+
+
+OpenArrivals = open_arrivals(load_spec, REQUESTS, weights, _write, due_at, _began)

@@ -48,16 +48,28 @@ ANCHOR_WAIT_S = 10.0
 _anchor: list[float] = []
 
 
+#: Told when the load begins (the locustfile writes it where the lab waits for it).
+_began: list[Callable[[float], None]] = []
+
+
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _share_the_start(environment: Environment, **_: Any) -> None:
+    """The load's start, chosen once where the request log is written: by one process as
+    its test starts, by a master ANCHOR_AHEAD_S ahead and sent to every worker."""
     runner = environment.runner
-    if isinstance(runner, MasterRunner):
-        environment.events.test_start.add_listener(  # type: ignore[no-untyped-call]
-            lambda **_: runner.send_message(
-                ANCHOR_MESSAGE, {"at": time.time() + ANCHOR_AHEAD_S}))
-    elif isinstance(runner, WorkerRunner):
+    if isinstance(runner, WorkerRunner):
         runner.register_message(ANCHOR_MESSAGE, lambda environment, msg, **_kw: _anchor.append(
             float(msg.data["at"])))
+        return
+
+    def begin(**_kw: Any) -> None:
+        at = time.time() + (ANCHOR_AHEAD_S if isinstance(runner, MasterRunner) else 0.0)
+        _anchor.append(at)
+        if isinstance(runner, MasterRunner):
+            runner.send_message(ANCHOR_MESSAGE, {"at": at})
+        for tell in _began:
+            tell(at)
+    environment.events.test_start.add_listener(begin)  # type: ignore[no-untyped-call]
 
 
 def _role(environment: Environment, spec: Mapping[str, Any]) -> tuple[int, int]:
@@ -74,12 +86,16 @@ def open_arrivals(
     weights_of: Callable[[Mapping[str, Any]], list[tuple[str, int]]],
     write: Callable[[dict[str, Any]], None],
     due_at: Callable[[float], None] = lambda _t: None,
+    began: Callable[[float], None] = lambda _t: None,
 ) -> type:
     """The open model's user class. `spec_of(environment)` gives the load spec (read when
     the user is made: a worker gets it from its master); `requests` maps a request kind
     to a function of a visitor (`client`, `session_id`, `user_id`, `rng`) that sends it;
     `write` logs a record (a dropped arrival); `due_at(t)` tells the request hook when
-    the request the calling greenlet sends next was due (its record carries it)."""
+    the request the calling greenlet sends next was due (its record carries it);
+    `began(t)` is told when the load begins (closed loop too: the listener is the
+    module's)."""
+    _began.append(began)
 
     class OpenArrivals(FastHttpUser):
         """Arrivals at `rate` per second, whatever the service does, up to the cap."""
@@ -110,8 +126,7 @@ def open_arrivals(
             self.schedule_start = self._start_time()
 
         def _start_time(self) -> float:
-            if self.count == 1:
-                return time.time()
+            # One process chose it as its test started; a worker waits for its master's.
             deadline = time.time() + ANCHOR_WAIT_S
             while not _anchor and time.time() < deadline:
                 gevent.sleep(0.01)

@@ -7,10 +7,12 @@ Locust has no per-status counts over time, so every request is logged by our own
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.errors import LoadError
 from lab.load.classify import response_class
 
 
@@ -111,6 +113,45 @@ def answers(records: Iterable[RequestRecord]) -> list[RequestRecord]:
 def in_flight_path(request_log: Path) -> Path:
     """Where the locustfile says how old its oldest request in flight is."""
     return request_log.with_name(request_log.name + ".inflight")
+
+
+def start_path(request_log: Path) -> Path:
+    """Where the locustfile (one process, or the master) writes when the load begins: the
+    epoch second its first user runs, or the start its master gave every worker."""
+    return request_log.with_name(request_log.name + ".start")
+
+
+def load_began_at(request_log: Path) -> float | None:
+    """When the load began, once the generator has said so (None before)."""
+    try:
+        doc = json.loads(start_path(request_log).read_text())
+    except (OSError, ValueError):
+        return None
+    at = doc.get("at") if isinstance(doc, dict) else None
+    return float(at) if isinstance(at, int | float) else None
+
+
+def wait_for_load_start(request_log: Path, check_alive: Callable[[], None],
+                        within_s: float, stop: Callable[[], None]) -> float:
+    """Block until the generator says its load began (Locust imports, a master waits for
+    its workers: 0.9 s for one process, 3.2 s for a master and two workers on 2 cores),
+    then until that moment itself; return it. The load's windows are measured from it,
+    so a slow start never shortens the window before the fault. `check_alive` raises if
+    the generator died; a LoadError after `within_s`; either way (or on Ctrl-C) the
+    generator is stopped first with `stop`."""
+    deadline = time.time() + within_s
+    try:
+        while (at := load_began_at(request_log)) is None:
+            check_alive()
+            if time.time() > deadline:
+                raise LoadError(
+                    f"the load generator did not begin its load within {within_s:g}s")
+            time.sleep(0.05)
+    except BaseException:
+        stop()
+        raise
+    time.sleep(max(0.0, at - time.time()))
+    return at
 
 
 def ended_before(request_log: Path, t: float) -> bool:

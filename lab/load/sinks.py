@@ -68,6 +68,15 @@ class FileSink(Sink):
         if self._reporter is None and os.devnull != self.path:
             self._reporter = gevent.spawn(self._report)
 
+    def mark_start(self, at: float) -> None:
+        """Say when the load begins (lab.load.request_log.wait_for_load_start reads it)."""
+        if os.devnull == self.path:
+            return
+        target, tmp = self.path + ".start", self.path + ".start.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"at": at}, fh)
+        os.replace(tmp, target)
+
     def _report(self) -> None:
         target, tmp = self.path + ".inflight", self.path + ".inflight.tmp"
         while True:

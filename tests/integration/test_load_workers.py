@@ -1,6 +1,6 @@
 """The open model on Locust's master and workers (issue 22), through real Locust processes
 against the bare aiohttp app: the same seed gives the same arrivals whatever the number of
-workers; two workers hold a rate one cannot, with every request in the records once; a
+workers; two workers hold 1500/s with every request in the records once; a
 worker started as `lab worker --master HOST:PORT` (another machine, here 127.0.0.1)
 joins and sends the load."""
 
@@ -59,6 +59,10 @@ def drive(load: LocustProcess, end_after: float, also: list[subprocess.Popen[byt
     it has ended or the generator has finished, within a client timeout and the slack."""
     started = load.start()
     end = started + end_after
+    # start() returns when the load began: the schedule's first arrival is due its first
+    # offset later (on one Locust process 0.9 s, on a master and two workers 3.2 s after
+    # the processes were started, 2 cores), so a window measured from it is all load.
+    first_offset = offsets_until(load.spec.rate_per_s, load.spec.arrivals, SEED, 1.0)[0]
     try:
         while time.time() < end:
             load.check_alive()
@@ -72,7 +76,11 @@ def drive(load: LocustProcess, end_after: float, also: list[subprocess.Popen[byt
         for proc in also:
             proc.terminate()
             proc.wait(10)
-    return read_request_log(load.request_log)
+    records = read_request_log(load.request_log)
+    first_due = min((r.due for r in records if r.due is not None), default=None)
+    assert first_due is not None and abs(first_due - (started + first_offset)) < 1e-3, (
+        first_due, started, first_offset)
+    return records
 
 
 def from_first(records: list[RequestRecord]) -> list[tuple[float, str, float]]:
@@ -108,12 +116,16 @@ def test_the_same_seed_gives_the_same_arrivals_with_one_and_two_workers(
         assert lags[int(n * 0.99)] < 0.025, lags[-5:]
 
 
-def test_two_workers_hold_a_rate_one_cannot_with_every_request_once(
+def test_two_workers_hold_a_high_rate_with_every_request_once(
         bare: tuple[str, RunDir]) -> None:
     host, run = bare
-    # One worker holds 5500/s here and not 6000/s (89.8 % of it); two held 6190/s
-    # (lab bench --generator, 2026-12-02, one run).
-    rate = 6000.0
+    # What two workers hold that one cannot is a throughput figure, so `make bench`
+    # measures it. Here the claim is the split and the merge at a rate that keeps both
+    # workers busy. The bare app, the master and two workers share 2 cores, and what they
+    # hold differs by machine: on one, 6000/s (5500/s held by one worker) failed in one CI
+    # run; on another, two workers held 99.8 % of 2000/s and 81-99 % of 3000/s, one
+    # worker 97.2 % of 2000/s (one run each, 2026-12-03).
+    rate = 1500.0
     load = LocustProcess(spec(rate, 6.0), host, run_id=run.run_id, work_dir=run.path,
                          env=python_env({}), carts=100, seed=SEED, workers=2)
     records = drive(load, 6.0)
@@ -148,8 +160,12 @@ def test_lab_worker_joins_a_master_over_loopback(bare: tuple[str, RunDir]) -> No
                                f"127.0.0.1:{port}"], cwd=REPO_ROOT, env=python_env({}),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records = drive(load, 5.0, also=[worker])
-    answered = [r for r in records if r.cls == "2xx"]
-    # The worker started its share from the master's start time: 100/s for the rest of
-    # the window.
-    assert 250 <= len(answered) <= 520, (len(records), worker.stderr.read() if worker.stderr
-                                         else b"")
+    # The window began when the master gave the worker its start (drive checks it): every
+    # arrival the schedule puts in its 5 s was sent by the worker and answered.
+    schedule = offsets_until(100, "poisson", SEED, 6.0)
+    first = min(r.due for r in records if r.due is not None)
+    in_window = [r for r in records if r.due is not None and r.due - first < 5.0 - schedule[0]]
+    due = [o for o in schedule if o < 5.0]
+    assert abs(len(in_window) - len(due)) <= 1, (len(in_window), len(due), worker.stderr.read()
+                                                 if worker.stderr else b"")
+    assert all(r.cls == "2xx" for r in in_window), [r for r in in_window if r.cls != "2xx"][:3]
