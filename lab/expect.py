@@ -16,7 +16,7 @@ from lab.expectations import Expectation, LatencyExpectation, StatusExpectation
 from lab.honest import dishonest_kind, is_honest
 from lab.load.request_log import RequestRecord, answers
 from lab.results import ExpectationResult, Windows, in_window
-from lab.sampler import Sample
+from lab.samples import Sample
 from lab.scenario import Variant
 
 

@@ -37,7 +37,7 @@ from lab.load.classify import matches
 
 if TYPE_CHECKING:
     from lab.load.request_log import RequestRecord
-    from lab.sampler import Sample
+    from lab.samples import Sample
 
 # ---------------------------------------------------------------- small value types
 

@@ -28,7 +28,7 @@ from lab.units import Duration
 
 if TYPE_CHECKING:  # the loader imports this module: keep aiohttp out of `lab check`
     from lab.load.request_log import RequestRecord
-    from lab.sampler import Sample
+    from lab.samples import Sample
 
 SlowPathName = Literal["cart-lookup", "catalog-aggregate"]
 

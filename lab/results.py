@@ -19,7 +19,7 @@ from lab.expectations import window_offset
 from lab.load.arrivals import behind_seconds, schedule_start, scheduled_per_second
 from lab.load.classify import RESPONSE_CLASSES
 from lab.load.request_log import RequestRecord, answers
-from lab.sampler import Sample
+from lab.samples import Sample
 from lab.scenario import LoadSpec
 
 #: 2: 502 and 504 left other_5xx for classes of their own. 3: a variant's `verdict` (PASS,

@@ -14,7 +14,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lab.backends.base import Backend, RouterSettings, StackHandle, StackRequest
+from lab.backends.base import Backend, StackHandle
+from lab.backends.wiring import stack_request
 from lab.calibrate import calibrate
 from lab.capacity import Capacity, RateRefused, measure_capacity, refusal
 from lab.errors import Interrupted, LabError, ScenarioError
@@ -22,7 +23,7 @@ from lab.events import Progress, ProgressFn, Run, RunEvents, RunFailed, VariantD
 from lab.expect import is_mitigation, judge
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
-from lab.ledger import collect_ledger
+from lab.ledger_collector import collect_ledger
 from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
 from lab.load.ceiling import read_ceiling, workers_for
 from lab.load.request_log import (
@@ -47,7 +48,8 @@ from lab.results import (
     timeline,
 )
 from lab.runs import new_run_id
-from lab.sampler import Sample, Sampler
+from lab.sampler import Sampler
+from lab.samples import Sample
 from lab.scenario import LoadSpec, Scenario
 from lab.services.checkout.switches import read_switches
 from lab.threads import off_loop
@@ -73,23 +75,6 @@ class _Live:
         fresh = self.reader.read_new()
         self.total += len(fresh)
         self.last_second = Counter(r.cls for r in fresh if r.start >= now - 1.0)
-
-
-def stack_request(scenario: Scenario, variant: str, run_id: str) -> StackRequest:
-    """What the backend must bring up for one variant of a scenario."""
-    volume = scenario.stack.data_volume
-    router = scenario.variant_router(variant)
-    return StackRequest(
-        run_id=run_id,
-        instances=scenario.stack.instances,
-        checkout_env=scenario.variant_env(variant),
-        seed_carts=scenario.stack.seed.carts,
-        seed_items_per_cart=scenario.stack.seed.items_per_cart,
-        router=RouterSettings(router.health_path, router.inter, router.fall, router.rise),
-        seed=scenario.seed,
-        data_volume_bytes=volume.size if volume is not None else None,
-        fault_kind=scenario.fault.kind,
-    )
 
 
 def skip_reason(scenario: Scenario, backend: Backend) -> str | None:

@@ -37,6 +37,7 @@ from lab.backends.docker.specs import (
     proxy_spec,
     router_spec,
 )
+from lab.backends.wiring import stack_request
 from lab.errors import BackendError
 from lab.postgres import DATABASE, SUPERUSER
 from lab.processes import REPO_ROOT
@@ -167,8 +168,6 @@ def _yaml(doc: Mapping[str, Any]) -> str:
 
 def rendered_files(scenarios: list[Scenario]) -> dict[Path, str]:
     """Every file under compose/ this module owns → its content."""
-    from lab.runner import stack_request  # the runner imports backends: import late
-
     files = {
         BASE_FILE: _BASE_HEADER + "\n" + _yaml(base_document()),
         COMPOSE_DIR / "haproxy" / "default.cfg": haproxy.render_config(

@@ -20,15 +20,17 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from lab.backends.base import Backend, StackHandle
+from lab.backends.wiring import stack_request
 from lab.errors import FaultError, LabError
 from lab.faults.base import Fault
 from lab.faults.registry import create_fault
 from lab.live.series import LiveSeries
 from lab.load.request_log import RequestLogReader
 from lab.results import failure_signatures
-from lab.runner import calibrate_scenario, cancel_and_wait, stack_request
+from lab.runner import calibrate_scenario, cancel_and_wait
 from lab.runs import new_run_id
-from lab.sampler import Sample, Sampler
+from lab.sampler import Sampler
+from lab.samples import Sample
 from lab.scenario import LoadSpec, Scenario
 from lab.threads import off_loop
 from lab.waiting import wait_until_async

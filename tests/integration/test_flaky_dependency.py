@@ -16,7 +16,7 @@ import pytest
 from lab.backends.base import StackRequest
 from lab.backends.local import LocalBackend
 from lab.runs import new_run_id
-from lab.sampler import parse_metrics
+from lab.samples import parse_metrics
 from tests.integration.lab_cli import run_lab, variants, verdict
 
 CHECKOUT = "/api/checkout/complete"

@@ -26,7 +26,7 @@ from lab.backends.docker.specs import (
     proxy_spec,
     router_spec,
 )
-from lab.runner import stack_request
+from lab.backends.wiring import stack_request
 from lab.scenario import Scenario
 from lab.scenario_loader import load_scenario_file, scenario_paths
 from tests.conftest import under_ci

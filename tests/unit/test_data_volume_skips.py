@@ -11,8 +11,9 @@ import pytest
 
 from lab.backends import data_volume
 from lab.backends.local import LocalBackend
+from lab.backends.wiring import stack_request
 from lab.report.table import render_table
-from lab.runner import run_scenario, skip_reason, stack_request
+from lab.runner import run_scenario, skip_reason
 from lab.scenario_loader import find_scenario, load_scenario_file
 
 

@@ -9,7 +9,7 @@ import pytest
 from lab.expect import evaluate
 from lab.load.request_log import RequestRecord
 from lab.results import Windows, WindowSummary, percentile, timeline
-from lab.sampler import Sample, parse_metrics
+from lab.samples import Sample, parse_metrics
 from lab.scenario import Expectation
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.expect import evaluate
 from lab.results import Windows
-from lab.sampler import Sample
+from lab.samples import Sample
 from lab.scenario import Expectation
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)

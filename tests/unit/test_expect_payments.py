@@ -13,7 +13,7 @@ from lab.ledger import CONFIRMED, PAYMENT_PENDING, Order, figures, inconsistenci
 from lab.load.request_log import RequestRecord
 from lab.report.table import render_table
 from lab.results import RunResults, VariantResult, Windows, WindowSummary
-from lab.sampler import Sample
+from lab.samples import Sample
 from lab.scenario import LEDGER_FIGURES, Expectation
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)

@@ -161,7 +161,7 @@ def test_the_loader_refuses_claims_that_cannot_mean_what_they_say(
 
 def test_health_classes_match_what_the_samples_answered() -> None:
     from lab.expect import evaluate
-    from lab.sampler import Sample
+    from lab.samples import Sample
 
     samples = [Sample(1011.0 + i, "checkout-1", "503") for i in range(5)]
     e = Variant.model_validate({"expect": [{"window": "fault", "health": "5xx",

@@ -9,7 +9,7 @@ from typing import Any
 from lab.load.request_log import RequestRecord
 from lab.report.html import render_html
 from lab.results import Windows, WindowSummary, in_window, timeline
-from lab.sampler import Sample
+from lab.samples import Sample
 
 W = Windows(load_start=0.0, fault_start=5.0, fault_end=10.0, load_end=15.0)
 

@@ -23,7 +23,7 @@ from lab.physics import (
     slow_share,
     why_not,
 )
-from lab.sampler import Sample
+from lab.samples import Sample
 from tests.unit.scenario_docs import load, problems_if_any
 
 
