@@ -14,18 +14,14 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lab.backends.base import Backend, StackHandle
+from lab.backends.base import Backend
 from lab.backends.wiring import stack_request
-from lab.calibrate import calibrate
-from lab.capacity import Capacity, RateRefused, measure_capacity, refusal
 from lab.errors import Interrupted, LabError, ScenarioError
 from lab.events import Progress, ProgressFn, Run, RunEvents, RunFailed, VariantDone
 from lab.expect import is_mitigation, judge
+from lab.experiment import build_experiment, service_settings
 from lab.faults.base import Fault
-from lab.faults.registry import create_fault
 from lab.ledger_collector import collect_ledger
-from lab.load.arrivals import DEFAULT_MAX_IN_FLIGHT
-from lab.load.ceiling import read_ceiling, workers_for
 from lab.load.request_log import (
     RequestLogReader,
     RequestRecord,
@@ -48,10 +44,8 @@ from lab.results import (
     timeline,
 )
 from lab.runs import new_run_id
-from lab.sampler import Sampler
 from lab.samples import Sample
-from lab.scenario import LoadSpec, Scenario
-from lab.services.checkout.switches import read_switches
+from lab.scenario import Scenario
 from lab.threads import off_loop
 from lab.validity import check_experiment
 from lab.waiting import wait_until_async
@@ -106,18 +100,10 @@ async def run_variant(
     fault_params = scenario.variant_fault_params(variant)
     async with backend.up(request) as handle:
         stack = handle.stack
-        calibration = await calibrate_scenario(scenario, backend.name, stack.db_dsn)
-        load_spec = (scenario.load if calibration is None else
-                     scenario.load.sized(calibration.rate_per_s, calibration.max_in_flight))
-        load_spec = with_workers(load_spec)
-        capacity = await check_capacity(scenario, backend.name, handle, load_spec,
-                                        physics=calibration is not None)
-        fault = create_fault(scenario.fault.kind, fault_params, stack, scenario.seed,
-                             handle=handle)
-        # Re-read every round: a fault may start or retire checkout instances.
-        sampler = Sampler(lambda: [*stack.instances, *stack.services])
-        load = handle.load_generator(load_spec, carts=scenario.stack.seed.carts,
-                                     seed=scenario.seed)
+        experiment = await build_experiment(scenario, variant, backend.name, handle)
+        calibration, capacity = experiment.calibration, experiment.capacity
+        load_spec, load, sampler = experiment.load_spec, experiment.load, experiment.sampler
+        fault = experiment.new_fault()
         sampler_task = asyncio.create_task(sampler.run())
         try:
             load_start = await off_loop(load.start)
@@ -200,52 +186,6 @@ async def run_variant(
     )
 
 
-def _settings(env: dict[str, str]) -> dict[str, object]:
-    return read_switches(env, on_host=False, user_only=True)
-
-
-def with_workers(load: LoadSpec) -> LoadSpec:
-    """The load with its workers decided (lab.load.ceiling); a rate they cannot send is
-    refused before the load (RateRefused, exit 2)."""
-    if load.remote_workers and load.workers == "auto":
-        return load.with_workers(0)  # the load is the remote workers' (--remote-workers)
-    try:
-        n = workers_for(load.rate_per_s if load.open_model else None, load.workers,
-                        read_ceiling(), remote=load.remote_workers)
-    except ValueError as exc:
-        raise RateRefused("load", str(exc)) from None
-    return load.with_workers(n)
-
-
-async def check_capacity(scenario: Scenario, backend: str, handle: StackHandle,
-                         load: LoadSpec, *, physics: bool) -> Capacity | None:
-    """For the open model: what the healthy stack serves here (lab.capacity); a rate it
-    cannot serve is refused before the load (RateRefused, exit 2)."""
-    if not load.open_model:
-        return None
-    seed = scenario.stack.seed
-    capacity = await measure_capacity(
-        handle, load, carts=seed.carts, seed=scenario.seed,
-        key=(scenario.name, backend, seed.carts, seed.items_per_cart, scenario.stack.instances))
-    why = refusal(load.rate_per_s, capacity, physics=physics)
-    if why is not None:
-        raise RateRefused(scenario.name, why)
-    return capacity
-
-
-async def calibrate_scenario(scenario: Scenario, backend: str, dsn: str) -> Calibration | None:
-    """Size a `rate: calibrated` load on this machine (lab.physics, lab.calibrate)."""
-    if scenario.physics is None:
-        return None
-    pool = int(str(_settings(scenario.variant_env("baseline"))["DB_POOL_MAX"]))
-    seed = scenario.stack.seed
-    return await calibrate(
-        dsn, scenario.physics, endpoints=[(e.request, e.weight) for e in scenario.load.endpoints],
-        carts=seed.carts, pool=pool, seed=scenario.seed,
-        default_max_in_flight=_cap(scenario.load),
-        key=(scenario.name, backend, seed.carts, seed.items_per_cart))
-
-
 def _headroom_verdict(calibration: Calibration, use: float) -> ExpectationResult:
     """A calibrated load must leave the healthy path room, or a mitigation's 'before'
     would fail for the load, not the fault."""
@@ -255,10 +195,6 @@ def _headroom_verdict(calibration: Calibration, use: float) -> ExpectationResult
         passed=calibration.headroom_ok,
         measured=f"{use:.1%} at {calibration.rate_per_s:g}/s",
     )
-
-
-def _cap(load: LoadSpec) -> int:
-    return load.max_in_flight if "max_in_flight" in load.model_fields_set else DEFAULT_MAX_IN_FLIGHT
 
 
 def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
@@ -274,7 +210,7 @@ def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
     last_round = max((s.round for s in before), default=None)
     figures = mechanism(
         None if scenario.physics is None else scenario.physics.slow_path, records, samples,
-        (windows.fault_start, windows.fault_end), _settings(scenario.variant_env(variant)),
+        (windows.fault_start, windows.fault_end), service_settings(scenario.variant_env(variant)),
         before_samples=[s for s in before if s.round == last_round],
         before=(windows.load_start, windows.fault_start),
         users=None if scenario.load.open_model else scenario.load.users)

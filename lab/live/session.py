@@ -22,12 +22,12 @@ from typing import Any
 from lab.backends.base import Backend, StackHandle
 from lab.backends.wiring import stack_request
 from lab.errors import FaultError, LabError
+from lab.experiment import Experiment, build_experiment
 from lab.faults.base import Fault
-from lab.faults.registry import create_fault
 from lab.live.series import LiveSeries
 from lab.load.request_log import RequestLogReader
 from lab.results import failure_signatures
-from lab.runner import calibrate_scenario, cancel_and_wait
+from lab.runner import cancel_and_wait
 from lab.runs import new_run_id
 from lab.sampler import Sampler
 from lab.samples import Sample
@@ -86,6 +86,7 @@ class LiveSession:
         self._on_phase = on_phase or (lambda _phase: None)
         self._exit = AsyncExitStack()
         self._handle: StackHandle | None = None
+        self._experiment: Experiment | None = None
         self._sampler: Sampler | None = None
         self._fault_cm: AbstractAsyncContextManager[Fault] | None = None
         self._observer: asyncio.Task[None] | None = None
@@ -117,19 +118,18 @@ class LiveSession:
         handle = await self._exit.enter_async_context(self.backend.up(request))
         self._handle = handle
         self._set_phase("calibrating")
-        calibration = await calibrate_scenario(self.scenario, self.backend.name,
-                                               handle.stack.db_dsn)
-        load = self.scenario.load
-        if calibration is not None:
-            load = load.sized(calibration.rate_per_s, calibration.max_in_flight)
-            self.calibration = calibration.to_json()
-        self.load_spec = steady_load(load, self.hold_s)
-        sampler = Sampler(lambda: [*handle.stack.instances, *handle.stack.services])
+        experiment = await build_experiment(
+            self.scenario, self.variant, self.backend.name, handle,
+            shape=lambda load: steady_load(load, self.hold_s), refuse_beyond_capacity=False)
+        self._experiment = experiment
+        if experiment.calibration is not None:
+            self.calibration = experiment.calibration.to_json()
+        self.load_spec = experiment.load_spec
+        sampler = experiment.sampler
         self._sampler = sampler
         self._spawn(sampler.run())
         self._set_phase("load")
-        generator = handle.load_generator(self.load_spec, carts=self.scenario.stack.seed.carts,
-                                          seed=self.scenario.seed)
+        generator = experiment.load
         self._exit.push_async_callback(off_loop, generator.stop)
         await off_loop(generator.start)
         self._generator = generator
@@ -178,6 +178,12 @@ class LiveSession:
             raise LabError("the stack is not up yet")
         return self._handle
 
+    @property
+    def experiment(self) -> Experiment:
+        if self._experiment is None:
+            raise LabError("the stack is not up yet")
+        return self._experiment
+
     def check_alive(self) -> None:
         """Raise LoadError when the load generator died (the session is then useless)."""
         self._generator.check_alive()
@@ -190,9 +196,7 @@ class LiveSession:
                 raise FaultError(f"{self.scenario.fault.kind} is already injected: revert first")
             if self.phase != "ready":
                 raise FaultError(f"the stack is not ready ({self.phase})")
-            fault = create_fault(self.scenario.fault.kind,
-                                 self.scenario.variant_fault_params(self.variant),
-                                 self.handle.stack, self.scenario.seed, handle=self.handle)
+            fault = self.experiment.new_fault()
             manager = fault.active()
             self.injected_at = time.time()
             await manager.__aenter__()
