@@ -194,7 +194,7 @@ def server_uid() -> int:
 def test_a_stack_cancelled_while_starting_leaves_nothing_on_the_tmpfs(
     runs_root: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C and SIGTERM reach a stack as a cancellation (lab.cli._run_async); here it
+    """Ctrl-C and SIGTERM reach a stack as a cancellation (lab.cli.common.run_async); here it
     comes once the copy is on the tmpfs and Postgres is starting."""
     monkeypatch.delenv(TMPFS_ENV, raising=False)
     backend = LocalBackend(dataset_cache=cache_root)

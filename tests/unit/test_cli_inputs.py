@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli, cli_live
+from lab import cli
+from lab.cli import live as cli_live
+from lab.cli import run as cli_run
 from lab.units import parse_duration
 
 #: The metavars that mark a duration flag, and the function its command parses it with.
@@ -103,7 +105,8 @@ def test_every_command_refuses_an_unknown_variant_the_same_way_before_starting_a
         raise AssertionError("nothing may start for an unknown variant")
 
     monkeypatch.chdir(REPO)
-    monkeypatch.setattr(cli, "_backend", must_not_start)
+    monkeypatch.setattr(cli_run, "backend_named", must_not_start)
+    monkeypatch.setattr(cli_live, "backend_named", must_not_start)
     monkeypatch.setattr(workshop, "start", must_not_start)
     known = ", ".join(load_scenario_file(find_scenario("pool-exhaustion")).variants)
     assert cli.main(argv) == cli.EXIT_BAD_INPUT == 2
@@ -170,9 +173,10 @@ def test_drill_results_given_but_missing_is_refused_before_anything_starts(
     def no_backend(name: str) -> None:
         raise AssertionError("the stack must not start")
 
+    monkeypatch.setattr(cli_live, "backend_named", no_backend)
     args = cli.build_parser().parse_args(["drill", "--results", "gone.json"])
     with pytest.raises(cli.UsageError, match=r"gone\.json: no such results file"):
-        cli_live.cmd_drill(args, no_backend, None)
+        cli_live.cmd_drill(args)
     assert cli.main(["drill", "--results", "gone.json"]) == 2
     assert capsys.readouterr().err.strip() == "lab: gone.json: no such results file"
 

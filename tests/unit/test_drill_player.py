@@ -11,7 +11,8 @@ from typing import Any, cast
 
 import pytest
 
-from lab import cli, cli_live
+from lab import cli
+from lab.cli import live as cli_live
 from lab.live import client as live_client
 from lab.live.drill import Drill, DrillPlan
 from lab.live.files import LiveFile

@@ -218,6 +218,7 @@ def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lab import cli
+    from lab.cli import stack as cli_stack
 
     runs_root, shm = tmp_path / "runs", tmp_path / "shm"
     shm.mkdir()
@@ -227,7 +228,7 @@ def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
     monkeypatch.setattr(runs, "DEFAULT_TMPFS", shm)
     monkeypatch.setattr(runs, "pids_with_run_id", lambda: iter(()))
     monkeypatch.setenv(pgdata.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(cli, "_docker_cleanup", lambda include_active: 0)
+    monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active: 0)
     killed = "cl-20260101-000000-dead03"
     killed_run(killed, runs_root, shm)
     live = TmpfsDir.create("cl-20260101-000000-live02", shm)

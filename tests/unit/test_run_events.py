@@ -15,6 +15,7 @@ import pytest
 
 from lab import cli, runner
 from lab.backends.base import StackRequest
+from lab.cli import run as cli_run
 from lab.events import EventHook, Progress, ProgressFn, Run, RunEvents, VariantDone
 from lab.results import RunResults, Skipped, VariantResult
 from lab.runner import RunLoop, run_scenario
@@ -233,7 +234,7 @@ def test_lab_run_rewrites_the_json_after_each_run(
     stub = StubRunner(lambda: in_file_at_call.append(
         len(json.loads(out.read_text())["variants"]) if out.exists() else 0))
     monkeypatch.setattr(runner, "run_variant", stub)
-    monkeypatch.setattr(cli, "_backend", lambda _: FakeBackend())
+    monkeypatch.setattr(cli_run, "backend_named", lambda _: FakeBackend())
     code = cli.main(["run", str(DRILL), "--repeat", "2", "--json", str(out),
                      "--progress", "lines"])
     captured = capsys.readouterr()
@@ -253,7 +254,7 @@ def test_lab_run_with_nothing_runnable_says_why_and_exits_3(
 ) -> None:
     stub = StubRunner()
     monkeypatch.setattr(runner, "run_variant", stub)
-    monkeypatch.setattr(cli, "_backend", lambda _: FakeBackend({"drop-index": "no index"}))
+    monkeypatch.setattr(cli_run, "backend_named", lambda _: FakeBackend({"drop-index": "no index"}))
     out = tmp_path / "results.json"
     assert cli.main(["run", str(DRILL), "--json", str(out), "--quiet"]) == 3
     captured = capsys.readouterr()

@@ -1,6 +1,5 @@
-"""The live commands of `lab` (`up`, `drill`, and `inject`/`revert` against a live
-stack): their parsers and what they print. Part of the CLI, kept apart from lab.cli so
-each stays readable; lab.cli registers them and maps their errors to exit codes."""
+"""The live commands of `lab` (`up`, `drill [ACTION]`, and `inject`/`revert` against a
+live stack): their parsers and what they print."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.cli.common import EXIT_OK, backend_named, run_async
 from lab.errors import NotFound, StateError, UsageError
 from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
 from lab.units import parse_duration
@@ -20,7 +20,6 @@ from lab.units import parse_duration
 if TYPE_CHECKING:
     from lab.live.session import LiveSession
 
-EXIT_OK = 0
 #: `lab drill`'s --results when none is given: what `make demo` writes.
 DEFAULT_RESULTS = "results/latest.json"
 STATUS_EVERY_S = 10.0
@@ -68,7 +67,7 @@ def _mix_line(session: LiveSession, seconds: int) -> str:
 # ---------------------------------------------------------------------------- lab up
 
 
-def cmd_up(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     from lab.live.api import control_app, serve
     from lab.live.files import LiveFile
     from lab.live.session import LiveSession
@@ -77,7 +76,7 @@ def cmd_up(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
     scenario = load_scenario_file(path)
     scenario.require_variants(args.variant)
     hold = duration_arg("--for", args.hold_for)
-    backend = backend_of(args.backend)
+    backend = backend_named(args.backend)
 
     async def up() -> None:
         began = time.monotonic()
@@ -219,7 +218,7 @@ def results_arg(given: str | None) -> Path | None:
     return path
 
 
-def cmd_drill(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
+def cmd_drill(args: argparse.Namespace) -> int:
     if args.action is not None:
         return _drill_action(args)
     from lab.live.api import control_app, serve
@@ -234,7 +233,7 @@ def cmd_drill(args: argparse.Namespace, backend_of: Any, run_async: Any) -> int:
     linger = duration_arg("--linger", args.linger)
     results = results_arg(args.results)
     player = _player(args.player)
-    backend = backend_of(args.backend)
+    backend = backend_named(args.backend)
     everything = [load_scenario_file(p) for p in scenario_paths()]
     pool = [load_scenario_file(p) for p in _pool(args.pool)]
     runnable = [s for s in pool if skip_reason(s, backend) is None]
@@ -356,7 +355,7 @@ def add_parsers(sub: Any) -> None:
                    "port on 127.0.0.1 (default 8765; 0: any free port)")
     p.add_argument("--for", dest="hold_for", default="4h", metavar="DURATION",
                    help="stop by itself after this long (default 4h)")
-    p.set_defaults(live_cmd="up")
+    p.set_defaults(func=cmd_up)
     p = sub.add_parser("drill", help="a graded exercise: a hidden incident at an unannounced "
                        "moment; with ACTION, act on the running drill")
     p.add_argument("action", nargs="?", choices=["diagnose", "mitigate", "hint", "rollback",
@@ -384,4 +383,4 @@ def add_parsers(sub: Any) -> None:
                    help="a `lab run --json` file: what each mitigation did, for the debrief "
                    f"(default {DEFAULT_RESULTS}, said at the start when it is missing; "
                    "'' for none)")
-    p.set_defaults(live_cmd="drill")
+    p.set_defaults(func=cmd_drill)
