@@ -24,7 +24,7 @@ from typing import Any
 
 from lab.backends.base import StackHandle
 from lab.errors import LabError, ScenarioError
-from lab.load.request_log import in_flight_path, read_request_log
+from lab.load.request_log import in_flight_path, read_request_log, start_path
 from lab.scenario import LoadSpec
 from lab.threads import off_loop
 
@@ -90,6 +90,8 @@ async def measure_capacity(handle: StackHandle, load: LoadSpec, *, carts: int, s
         os.replace(log, log.with_name("capacity-probe.jsonl"))
     with contextlib.suppress(OSError):
         in_flight_path(log).unlink()
+    with contextlib.suppress(OSError):
+        start_path(log).unlink()
     capacity = _rate(records, time.monotonic() - began)
     if key:
         _measured[key] = capacity

@@ -25,7 +25,7 @@ from lab.load.locust_process import (
     locust_argv,
     worker_argv,
 )
-from lab.load.request_log import wait_for_load_start
+from lab.load.request_log import start_path, wait_for_load_start
 from lab.scenario import LoadSpec
 
 LOCUSTFILE_IN_IMAGE = "/opt/lab/lib/python3.11/site-packages/lab/load/locustfile.py"
@@ -53,6 +53,7 @@ class LocustContainer:
 
     def start(self) -> float:
         self.request_log.touch()
+        start_path(self.request_log).unlink(missing_ok=True)  # not this load's (see local)
         self.started_at = time.time()
         n = self.spec.worker_count
         # Inside the master's container, on the run's own network: the workers reach it
