@@ -62,6 +62,13 @@ def series(v: dict[str, Any], metric: str, phase: str | None = None) -> list[flo
             and (phase is None or s["phase"] == phase)]
 
 
+def scheduled_in(v: dict[str, Any], window: str) -> float:
+    """The arrivals the calibrated rate schedules into a window: the rate is sized from
+    the aggregate's time on this machine, so a fixed count would judge the machine."""
+    w = v["windows"][window]
+    return float(v["load"]["rate_per_s"]) * (w["end_s"] - w["start_s"])
+
+
 def failed(v: dict[str, Any]) -> list[str]:
     return [f"{e['text']}: {e['measured']}" for e in v["expectations"] if not e["passed"]]
 
@@ -92,7 +99,9 @@ def test_single_flight_recomputes_exactly_once(
     v = mitigations[0]["single-flight"]
     assert v["passed"], failed(v)
     fault = v["windows"]["fault"]
-    assert fault["by_class"] == {"2xx": fault["total"]} and fault["total"] > 1000
+    assert fault["by_class"] == {"2xx": fault["total"]}
+    # Every scheduled arrival was answered, not a thinned window (Poisson: ~1000 ± 32).
+    assert fault["total"] >= 0.85 * scheduled_in(v, "fault"), (fault, v["load"])
     facts = v["evidence"]["facts"]
     assert facts["recomputes_during"] == 1
     assert facts["peak_concurrent_recomputes"] == 1
@@ -115,7 +124,9 @@ def test_stale_while_revalidate_serves_the_old_value_while_one_task_refreshes(
     # No request paid for the recompute: the expired value was served while it ran.
     served = facts["served_during"]
     assert served["miss"] == 0 and served["waited"] == 0, served
-    assert served["stale"] >= 1 and served["hit"] >= 1000, served
+    # Nearly every catalog request (9 of 10 arrivals) was a hit or a stale hit.
+    assert served["stale"] >= 1, served
+    assert served["hit"] + served["stale"] >= 0.8 * fault["total"], (served, fault)
 
 
 def test_early_refresh_finds_the_key_fresh_at_the_deadline(
