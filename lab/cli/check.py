@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lab.cli.common import EXIT_BAD_INPUT, EXIT_OK, err
 from lab.errors import ScenarioError, UsageError, shown_path
-from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
+from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from lab.scenario_schema import schema_text
+    from lab.scenario.schema import schema_text
 
     text = schema_text()
     if args.out is None:

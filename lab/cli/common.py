@@ -13,11 +13,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lab.backends.base import Backend
 from lab.errors import Interrupted
+from lab.stack.base import Backend
 
 if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)
-    from lab.events import Progress, Run
+    from lab.run.events import Progress, Run
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STACK, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
@@ -102,10 +102,10 @@ class ProgressPrinter:
 
 def backend_named(name: str) -> Backend:
     if name == "docker":
-        from lab.backends.docker import DockerBackend
+        from lab.stack.docker import DockerBackend
 
         return DockerBackend()
-    from lab.backends.local import LocalBackend
+    from lab.stack.local import LocalBackend
 
     return LocalBackend()
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from lab.cli.common import EXIT_OK, backend_named, run_async
 from lab.errors import NotFound, StateError, UsageError
-from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
-from lab.units import parse_duration
+from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
+from lab.scenario.units import parse_duration
 
 if TYPE_CHECKING:
     from lab.live.session import LiveSession
@@ -225,7 +225,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from lab.live.drill import Drill, DrillPlan
     from lab.live.files import LiveFile
     from lab.live.session import LiveSession
-    from lab.runner import skip_reason
+    from lab.run.runner import skip_reason
 
     # Every flag checked before anything starts.
     between = between_arg(args.inject_between)

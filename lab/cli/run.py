@@ -23,8 +23,8 @@ from lab.cli.common import (
     write_json,
 )
 from lab.errors import Interrupted, NotFound, ScenarioError, UsageError
-from lab.scenario import Scenario
-from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
+from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
+from lab.scenario.models import Scenario
 
 
 def run_plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
@@ -40,7 +40,7 @@ def run_plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
         remote = getattr(args, "remote_workers", 0)
         if remote:
             if not args.master:  # chosen here, so it can be said before the load starts
-                from lab.ports import free_port
+                from lab.system.ports import free_port
 
                 args.master = f"127.0.0.1:{free_port()}"
             scenario = scenario.model_copy(update={"load": scenario.load.model_copy(
@@ -54,12 +54,12 @@ def run_plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
 def cmd_run(args: argparse.Namespace) -> int:
     # Here, not at the top: they pull in aiohttp and asyncpg, which `lab check` and
     # `lab list` never need (a test holds `lab check` to that).
-    from lab.events import RunEvents
     from lab.report.html import write_report
     from lab.report.stability import render_stability
     from lab.report.table import render_table
-    from lab.runner import RunLoop
-    from lab.stability import results_json, summarize
+    from lab.run.events import RunEvents
+    from lab.run.runner import RunLoop
+    from lab.verdict.stability import results_json, summarize
 
     plan = run_plan(args)  # every file validated before anything starts
     if args.remote_workers:
@@ -140,7 +140,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_conditions(args: argparse.Namespace) -> int:
-    from lab.conditions import all_held, conditions, run_conditions, table
+    from lab.run.conditions import all_held, conditions, run_conditions, table
 
     for name in args.scenarios:  # refuse a bad file before minutes of load
         load_scenario_file(find_scenario(name))
@@ -153,7 +153,7 @@ def cmd_conditions(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"conditions: {msg}", file=sys.stderr, flush=True)
 
-    out = Path(args.out).resolve()  # the child runs elsewhere (lab.conditions)
+    out = Path(args.out).resolve()  # the child runs elsewhere (lab.run.conditions)
     runs = run_conditions(args.scenarios, out, args.data_scale, progress,
                           only=args.only or ())
     rows = table(runs)
@@ -195,7 +195,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench import run_bench
+    from lab.run.bench import run_bench
 
     scenario = load_scenario_file(find_scenario(args.scenario))
 
@@ -203,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
     if args.live:
-        from lab.bench_live import live_costs
+        from lab.run.bench_live import live_costs
 
         figures = run_async(live_costs(scenario.name, args.live_window, progress))
         print("chaoslab bench --live (one run)")

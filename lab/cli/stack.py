@@ -11,13 +11,13 @@ import time
 from lab.cli import live
 from lab.cli.common import EXIT_OK
 from lab.errors import BackendError, UsageError
-from lab.processes import is_alive
-from lab.runs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
-from lab.scenario_loader import find_scenario, load_scenario_file, scenario_paths
+from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
+from lab.system.processes import is_alive
+from lab.system.run_dirs import find_leftovers, remove_leftover, runs_root, tmpfs_roots
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from lab import pgdata  # asyncpg comes with it: only the commands that need it
+    from lab.stack import pgdata  # asyncpg comes with it: only the commands that need it
 
     leftovers = find_leftovers(include_active=args.all)
     for lo in leftovers:
@@ -52,7 +52,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def docker_cleanup(include_active: bool) -> int:
     """Docker objects of dead runs; silent when there is no engine (nothing to clean)."""
-    from lab.backends.docker import engine, leftover_runs, remove_run_objects
+    from lab.stack.docker import engine, leftover_runs, remove_run_objects
 
     try:
         client = engine()
@@ -66,8 +66,8 @@ def docker_cleanup(include_active: bool) -> int:
 
 
 def cmd_images(_: argparse.Namespace) -> int:
-    from lab.backends.docker import engine
-    from lab.images import IMAGES, build_images
+    from lab.stack.docker import engine
+    from lab.stack.images import IMAGES, build_images
 
     def progress(msg: str) -> None:
         print(f"images: {msg}", file=sys.stderr, flush=True)
@@ -79,7 +79,7 @@ def cmd_images(_: argparse.Namespace) -> int:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from lab import workshop
+    from lab.live import workshop
 
     target = live.live_target(args.project, args.api)
     if target is not None:  # a `lab up` stack runs here: its control API holds the fault
@@ -104,7 +104,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from lab import workshop
+    from lab.live import workshop
 
     target = live.live_target(args.project, args.api)
     if target is not None:
@@ -122,7 +122,7 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_compose_files(_: argparse.Namespace) -> int:
-    from lab.backends.compose import write_files
+    from lab.stack.compose import write_files
 
     scenarios = [load_scenario_file(p) for p in scenario_paths()]
     changed = write_files(scenarios)

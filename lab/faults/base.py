@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from lab.backends.base import Stack, StackHandle
 from lab.errors import FaultError
+from lab.stack.base import Stack, StackHandle
 
 
 class FaultParams(BaseModel):

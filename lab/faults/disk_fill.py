@@ -2,7 +2,7 @@
 would; reverting deletes it.
 
 The ballast is written through `/proc/<pid>/root/…` into the instance's own size-limited
-filesystem (see lab.backends.data_volume) until the kernel answers ENOSPC, or — with
+filesystem (see lab.stack.data_volume) until the kernel answers ENOSPC, or — with
 `leave_free` — until only that much is left, which models a volume that was already
 nearly full and lets the service's own writes finish the job (the log-rotation story).
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.backends.base import DataVolume
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
-from lab.units import ByteSize
+from lab.scenario.units import ByteSize
+from lab.stack.base import DataVolume
 
 CHUNK = 1 << 20
 

@@ -17,8 +17,8 @@ from pydantic import Field, model_validator
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
+from lab.scenario.units import Duration
 from lab.services.proxy.toxics import Toxic
-from lab.units import Duration
 
 
 class GatewayPhase(Toxic):

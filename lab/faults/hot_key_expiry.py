@@ -19,7 +19,7 @@ from pydantic import Field
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
-from lab.units import Duration
+from lab.scenario.units import Duration
 
 PRICES_KEY = "catalog:prices"
 

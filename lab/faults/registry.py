@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lab.backends.base import Stack, StackHandle
 from lab.faults.base import Fault, FaultParams
 from lab.faults.disk_fill import DiskFill
 from lab.faults.drop_index import DropIndex
 from lab.faults.gateway import GatewayFault
 from lab.faults.hot_key_expiry import HotKeyExpiry
 from lab.faults.rolling_deploy import RollingDeploy
+from lab.stack.base import Stack, StackHandle
 
 FAULT_KINDS: dict[str, type[Fault]] = {
     cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy, DiskFill, HotKeyExpiry)

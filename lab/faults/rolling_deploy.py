@@ -1,6 +1,6 @@
 """A rolling deploy of a new checkout version whose environment lacks a variable.
 
-The deploy is one roll-out step of lab.rollout (start, wait for rotation, retire the old
+The deploy is one roll-out step of lab.stack.rollout (start, wait for rotation, retire the old
 instances; or fail, keep them and remove the new one, with its exit code and stderr line
 kept as evidence).
 
@@ -18,9 +18,9 @@ from pydantic import Field, field_validator
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
-from lab.rollout import next_instance_name, roll_out
+from lab.scenario.units import Duration
 from lab.services.checkout.switches import unknown_variable
-from lab.units import Duration
+from lab.stack.rollout import next_instance_name, roll_out
 
 
 class RollingDeployParams(FaultParams):

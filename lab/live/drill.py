@@ -32,9 +32,9 @@ from lab.live.api import ApiError
 from lab.live.debrief import render_debrief
 from lab.live.score import Score, score_drill
 from lab.live.session import LiveSession
-from lab.rollout import drain_for, rolling_restart
-from lab.scenario import Scenario
+from lab.scenario.models import Scenario
 from lab.services.checkout.switches import SWITCHES, unknown_variable
+from lab.stack.rollout import drain_for, rolling_restart
 
 ACTIONS = ("diagnose", "mitigate", "hint", "rollback", "end")
 #: How long a drill's restart waits for each new instance to enter rotation. A deploy

@@ -10,8 +10,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.processes import is_alive
-from lab.runs import runs_root
+from lab.system.processes import is_alive
+from lab.system.run_dirs import runs_root
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ participants found and fixed it. Pure: the drill record in, a Score out, so a de
 be re-scored and two drills compared.
 
 What is measured (the window is every second that overlaps [injected_at, ended_at)):
-- bad answers: every arrival that did not get an honest answer, by lab.honest's one rule
+- bad answers: every arrival that did not get an honest answer, by lab.scenario.honest's one rule
   (the verdict's): a 500, 502, 504, other 5xx, any 4xx, a lying 200, a timeout, an error,
   a 503 without Retry-After, and an arrival dropped at the load generator's cap (the lab
   never saw its answer, so it cannot be counted good); an honest 503 (with Retry-After)
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.honest import BAD_CLASSES
+from lab.scenario.honest import BAD_CLASSES
 
 START_POINTS = 1000
 BAD_CAP = 500

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.expectations import percentile
-from lab.honest import BAD_CLASSES as BAD_CLASSES
-from lab.honest import BARE_503 as BARE_503
-from lab.honest import DROPPED, shown_class
 from lab.load.request_log import RequestRecord
+from lab.scenario.expectations import percentile
+from lab.scenario.honest import BAD_CLASSES as BAD_CLASSES
+from lab.scenario.honest import BARE_503 as BARE_503
+from lab.scenario.honest import DROPPED, shown_class
 
 #: Records whose second is this old (relative to the newest record) are closed: a request
 #: is logged when it ends, so a slow answer (up to the client timeout) lands late.
@@ -24,9 +24,9 @@ CLOSE_AFTER_S = 6
 
 
 def live_class(record: RequestRecord) -> str:
-    """The class a record is counted in (lab.honest.shown_class): the response class, a
+    """The class a record is counted in (lab.scenario.honest.shown_class): the response class, a
     503 that lacks Retry-After told apart, `dropped` for an arrival never sent. Whether it
-    is honest is lab.honest's one rule: BAD_CLASSES are the ones that are not."""
+    is honest is lab.scenario.honest's one rule: BAD_CLASSES are the ones that are not."""
     return shown_class(record)
 
 

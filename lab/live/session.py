@@ -1,7 +1,7 @@
 """A scenario's stack kept up under steady load until someone stops it (`lab up`,
 `lab drill`): the live side of the lab, where a fault goes in and out on request.
 
-The pieces are the batch run's (lab.runner): the backend's stack, the calibrated load
+The pieces are the batch run's (lab.run.runner): the backend's stack, the calibrated load
 (sized once, then held for hours), the sampler and the scenario's fault. What differs is
 that nothing ends on its own, so everything the session started is pushed on one exit
 stack: leaving the session — a normal stop, an exception, Ctrl-C or SIGTERM (the CLI turns
@@ -19,21 +19,21 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
-from lab.backends.base import Backend, StackHandle
-from lab.backends.wiring import stack_request
 from lab.errors import FaultError, LabError
-from lab.experiment import Experiment, build_experiment
 from lab.faults.base import Fault
 from lab.live.series import LiveSeries
 from lab.load.request_log import RequestLogReader
-from lab.results import failure_signatures
-from lab.runner import cancel_and_wait
-from lab.runs import new_run_id
-from lab.sampler import Sampler
-from lab.samples import Sample
-from lab.scenario import LoadSpec, Scenario
-from lab.threads import off_loop
-from lab.waiting import wait_until_async
+from lab.records.sampler import Sampler
+from lab.records.samples import Sample
+from lab.run.experiment import Experiment, build_experiment
+from lab.run.runner import cancel_and_wait
+from lab.scenario.models import LoadSpec, Scenario
+from lab.stack.base import Backend, StackHandle
+from lab.stack.wiring import stack_request
+from lab.system.run_dirs import new_run_id
+from lab.system.threads import off_loop
+from lab.system.waiting import wait_until_async
+from lab.verdict.results import failure_signatures
 
 #: How long `lab up` holds its load by default: the load generator needs a run time.
 DEFAULT_HOLD_S = 4 * 3600.0

@@ -10,7 +10,7 @@ full is not sent and is logged as a client-side drop — never silently throttle
 
 Standard library only: the Locust subprocess imports this module
 (lab/load/open_model.py drives it with gevent), and the lab reads the same schedule back
-to know what each second should have carried (lab/results.py).
+to know what each second should have carried (lab/verdict/results.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.runs import cache_root
+from lab.system.run_dirs import cache_root
 
 #: The share of its schedule a worker must send to be said to hold a rate.
 MIN_HELD_SHARE = 0.98

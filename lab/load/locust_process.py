@@ -20,9 +20,9 @@ from lab.errors import LoadError
 from lab.load.arrivals import OpenLoad
 from lab.load.contracts import ANY_BODY, SAMPLE_CONTRACTS
 from lab.load.request_log import start_path, wait_for_load_start
-from lab.ports import free_port
-from lab.processes import ManagedProcess
-from lab.scenario import LoadSpec
+from lab.scenario.models import LoadSpec
+from lab.system.ports import free_port
+from lab.system.processes import ManagedProcess
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 #: Locust's own run time goes this far past the load window plus one client timeout: the

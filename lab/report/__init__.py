@@ -1,0 +1,1 @@
+"""Reports made from a results file: the terminal table, HTML, charts and alerts."""

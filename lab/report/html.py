@@ -15,12 +15,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from lab.alerts import evaluate_alerts
 from lab.load.classify import RESPONSE_CLASSES
-from lab.physics import calibration_text, mechanism_text
+from lab.report.alerts import evaluate_alerts
 from lab.report.charts import CLASS_COLOURS, CLASS_LABELS, timeline_svg
 from lab.report.stability import stability_html
 from lab.report.table import load_lines
+from lab.scenario.physics import calibration_text, mechanism_text
 
 _INTERESTING_METRIC = re.compile(r".*(pool|breaker|disk|recompute|dependency|unhandled|charges).*")
 

@@ -1,6 +1,6 @@
 """Stability of repeated runs as text (the terminal) and as an HTML section (the report).
 
-The figures come from lab.stability; this module only lays them out. The terminal form
+The figures come from lab.verdict.stability; this module only lays them out. The terminal form
 is built from the typed aggregates, the HTML form from the results JSON's `stability`
 section, so `lab report results.json DIR` shows the same thing as `lab run --report`.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from lab.stability import VariantStability, format_margin, format_value
+from lab.verdict.stability import VariantStability, format_margin, format_value
 
 _MARGIN_HELP = ("margin: how far the worst run stayed from the bound; negative = a run "
                 "crossed it")

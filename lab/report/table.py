@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.ledger import inconsistencies
 from lab.load.arrivals import BEHIND_SHARE
-from lab.physics import calibration_text, mechanism_text
-from lab.results import FAIL, INCONCLUSIVE, PASS, RunResults, VariantResult, WindowSummary
+from lab.records.ledger import inconsistencies
+from lab.scenario.physics import calibration_text, mechanism_text
+from lab.verdict.results import FAIL, INCONCLUSIVE, PASS, RunResults, VariantResult, WindowSummary
 
 _COLUMNS = ("variant", "verdict", "2xx", "lying 200", "500", "502", "503 (Retry-After)", "504",
             "timeout", "other", "p50 ms", "p99 ms")

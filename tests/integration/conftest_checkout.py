@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.ports import free_port
-from lab.postgres import PostgresServer
-from lab.processes import ManagedProcess, python_env
+from lab.stack.postgres import PostgresServer
+from lab.system.ports import free_port
+from lab.system.processes import ManagedProcess, python_env
 
 
 @contextmanager

@@ -20,10 +20,10 @@ import pytest
 
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import RequestRecord, ended_before, read_request_log
-from lab.ports import free_port
-from lab.processes import python_env
-from lab.runs import RunDir, new_run_id
-from lab.scenario import LoadSpec
+from lab.scenario.models import LoadSpec
+from lab.system.ports import free_port
+from lab.system.processes import python_env
+from lab.system.run_dirs import RunDir, new_run_id
 
 pytestmark = pytest.mark.integration
 

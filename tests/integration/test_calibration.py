@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends.base import StackRequest
-from lab.backends.local import LocalBackend
-from lab.calibrate import calibrate, usable_cores
-from lab.physics import Calibration, PhysicsSpec
-from lab.runs import new_run_id
+from lab.load.calibrate import calibrate, usable_cores
+from lab.scenario.physics import Calibration, PhysicsSpec
+from lab.stack.base import StackRequest
+from lab.stack.local import LocalBackend
+from lab.system.run_dirs import new_run_id
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from lab.load.classify import classify_body
-from lab.postgres import PostgresServer
 from lab.services.checkout.catalog import PRICES_QUERY
+from lab.stack.postgres import PostgresServer
 from tests.integration.conftest_checkout import http, running_postgres, running_service
 
 CATALOG = "/api/catalog/prices"

@@ -27,10 +27,10 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.ports import free_port
-from lab.postgres import PostgresServer
-from lab.processes import python_env
 from lab.services.checkout.schema import CART_ITEMS_INDEX
+from lab.stack.postgres import PostgresServer
+from lab.system.ports import free_port
+from lab.system.processes import python_env
 from tests.integration.conftest_checkout import (
     ServiceProcess,
     http,

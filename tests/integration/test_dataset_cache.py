@@ -17,13 +17,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-import lab.pgdata
-from lab.backends.base import StackRequest
-from lab.backends.local import LocalBackend
-from lab.postgres import PostgresServer, _server_user
-from lab.processes import pids_with_run_id
-from lab.runs import TMPFS_ENV, RunDir, new_run_id
+import lab.stack.pgdata
 from lab.services.checkout.schema import CART_ITEMS_INDEX, DROP_CART_ITEMS_INDEX, migrate
+from lab.stack.base import StackRequest
+from lab.stack.local import LocalBackend
+from lab.stack.postgres import PostgresServer, _server_user
+from lab.system.processes import pids_with_run_id
+from lab.system.run_dirs import TMPFS_ENV, RunDir, new_run_id
 
 CARTS, ITEMS = 2000, 5
 
@@ -108,13 +108,13 @@ def test_two_stacks_run_on_copies_of_one_data_set_built_once(
     runs_root: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     builds: list[Path] = []
-    build = lab.pgdata._build
+    build = lab.stack.pgdata._build
 
     async def counted(partial: Path, *args: Any) -> None:
         builds.append(partial)
         await build(partial, *args)
 
-    monkeypatch.setattr(lab.pgdata, "_build", counted)
+    monkeypatch.setattr(lab.stack.pgdata, "_build", counted)
     monkeypatch.delenv(TMPFS_ENV, raising=False)  # the default: /dev/shm
     backend = LocalBackend(dataset_cache=cache_root)
     first, second = new_run_id(), new_run_id()
@@ -162,7 +162,8 @@ def test_two_stacks_run_on_copies_of_one_data_set_built_once(
     # The cache entry itself was never written to, and nothing half-built is left.
     entry: Path = seen["entry"]
     assert seen["cached_after"] == seen["cached_before"]
-    assert lab.pgdata.valid_entry(entry, entry.name.removeprefix(lab.pgdata.ENTRY_PREFIX))
+    pgdata = lab.stack.pgdata
+    assert pgdata.valid_entry(entry, entry.name.removeprefix(pgdata.ENTRY_PREFIX))
     assert [p.name for p in cache_root.iterdir()] == [entry.name]
     assert (entry / "data").stat().st_mode & 0o777 == 0o700
     for run_id in (first, second):

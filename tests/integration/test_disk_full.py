@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from lab.backends import data_volume
-from lab.backends.base import StackRequest
-from lab.backends.local import LocalBackend, LocalStackHandle
-from lab.processes import pids_with_run_id
-from lab.results import VariantResult
-from lab.runner import run_variant
-from lab.scenario_loader import find_scenario, load_scenario_file
+from lab.run.runner import run_variant
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.stack import data_volume
+from lab.stack.base import StackRequest
+from lab.stack.local import LocalBackend, LocalStackHandle
+from lab.system.processes import pids_with_run_id
+from lab.verdict.results import VariantResult
 from tests.integration.lab_cli import popen_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from lab.backends.docker import engine
-    from lab.images import check_images
+    from lab.stack.docker import engine
+    from lab.stack.images import check_images
 
     try:
         client = engine()
@@ -43,7 +43,7 @@ def lab(args: list[str], runs_root: Path, timeout: float = 300) -> subprocess.Co
 
 
 def run_objects(client: Any, run_id: str | None = None) -> list[tuple[str, str]]:
-    from lab.backends.docker import run_objects as objects
+    from lab.stack.docker import run_objects as objects
 
     return [(kind, rid) for kind, rid, _ in objects(client, run_id)]
 
@@ -202,9 +202,9 @@ def haproxy_lab(docker_client: Any) -> Any:
     `web` answers at once; `late` listens only once the test starts its server."""
     import secrets
 
-    from lab.backends.base import RouterSettings
-    from lab.backends.haproxy import render_config
-    from lab.images import IMAGES
+    from lab.stack.base import RouterSettings
+    from lab.stack.haproxy import render_config
+    from lab.stack.images import IMAGES
 
     tag = f"cltest-{secrets.token_hex(3)}"
     labels = {"org.chaoslab.run-id": tag}
@@ -242,9 +242,9 @@ def test_haproxy_router_keeps_the_local_routers_semantics(haproxy_lab: Any) -> N
     import urllib.error
     import urllib.request
 
-    from lab.backends.base import RouterSettings
-    from lab.backends.haproxy import HaproxyRouterControl, server_check
     from lab.errors import FaultError
+    from lab.stack.base import RouterSettings
+    from lab.stack.haproxy import HaproxyRouterControl, server_check
 
     router, late, network = haproxy_lab
     late_ip = late.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
@@ -317,7 +317,7 @@ def test_workshop_compose_stack_takes_inject_and_revert(
     import urllib.error
     import urllib.request
 
-    from lab.ports import free_port
+    from lab.system.ports import free_port
 
     compose = shutil.which("docker-compose")
     if compose is None:

@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lab.backends.base import StackRequest
-from lab.backends.local import LocalBackend
-from lab.runs import new_run_id
-from lab.samples import parse_metrics
+from lab.records.samples import parse_metrics
+from lab.stack.base import StackRequest
+from lab.stack.local import LocalBackend
+from lab.system.run_dirs import new_run_id
 from tests.integration.lab_cli import run_lab, variants, verdict
 
 CHECKOUT = "/api/checkout/complete"

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends.base import wait_http_ok
 from lab.load.arrivals import offsets_until
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import RequestRecord, ended_before, read_request_log
-from lab.ports import free_port
-from lab.processes import REPO_ROOT, ManagedProcess, python_env
-from lab.runner import LOAD_STOP_SLACK_S
-from lab.runs import RunDir, new_run_id
-from lab.scenario import LoadSpec
+from lab.run.runner import LOAD_STOP_SLACK_S
+from lab.scenario.models import LoadSpec
+from lab.stack.base import wait_http_ok
+from lab.system.ports import free_port
+from lab.system.processes import REPO_ROOT, ManagedProcess, python_env
+from lab.system.run_dirs import RunDir, new_run_id
 
 pytestmark = pytest.mark.integration
 SEED = 11

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends.base import wait_http_ok
 from lab.load.locust_process import LocustProcess
 from lab.load.request_log import read_request_log
-from lab.ports import free_port
-from lab.processes import REPO_ROOT, ManagedProcess, python_env
-from lab.results import ArrivalAccount, Windows, load_summary
-from lab.runs import RunDir, new_run_id
-from lab.scenario import LoadSpec
+from lab.scenario.models import LoadSpec
+from lab.stack.base import wait_http_ok
+from lab.system.ports import free_port
+from lab.system.processes import REPO_ROOT, ManagedProcess, python_env
+from lab.system.run_dirs import RunDir, new_run_id
+from lab.verdict.results import ArrivalAccount, Windows, load_summary
 
 pytestmark = pytest.mark.integration
 

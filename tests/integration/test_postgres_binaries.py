@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from lab.postgres import PostgresServer, find_bindir
-from lab.processes import pids_with_run_id
 from lab.services.checkout.schema import CART_ITEMS_INDEX, migrate
+from lab.stack.postgres import PostgresServer, find_bindir
+from lab.system.processes import pids_with_run_id
 
 
 def embedded_bindir() -> Path | None:
@@ -77,7 +77,7 @@ def test_binaries_out_of_the_server_users_reach_run_from_a_cached_copy(
 ) -> None:
     """A checkout under root's home (0700) puts the wheel's binaries out of the
     unprivileged user's reach: the server runs from a copy in the install cache."""
-    import lab.postgres
+    import lab.stack.postgres
 
     bindir = embedded_bindir()
     if bindir is None:
@@ -94,7 +94,7 @@ def test_binaries_out_of_the_server_users_reach_run_from_a_cached_copy(
     monkeypatch.setenv("CHAOSLAB_PG_BINDIR", str(private_bindir))
     root = Path(f"/tmp/chaoslab-embedded-{secrets.token_hex(4)}")
     root.mkdir(mode=0o755)
-    monkeypatch.setattr(lab.postgres, "PG_INSTALL_CACHE", root / "cache")
+    monkeypatch.setattr(lab.stack.postgres, "PG_INSTALL_CACHE", root / "cache")
     run_id = f"test-{root.name}"
     server = PostgresServer(root / "pg", run_id=run_id, log_dir=root)
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lab.backends.base import StackRequest
-from lab.rollout import drain_for, rolling_restart
-from lab.runs import new_run_id
+from lab.stack.base import StackRequest
+from lab.stack.rollout import drain_for, rolling_restart
+from lab.system.run_dirs import new_run_id
 
 CHECKOUT = "/api/checkout/complete"
 #: The load's client timeout (the scenarios' default) and the gateway's delay under it.
@@ -28,12 +28,12 @@ SENT = 45
 
 def backend_named(name: str) -> Any:
     if name == "local":
-        from lab.backends.local import LocalBackend
+        from lab.stack.local import LocalBackend
 
         return LocalBackend()
-    from lab.backends.docker import DockerBackend, engine
     from lab.errors import BackendError
-    from lab.images import check_images
+    from lab.stack.docker import DockerBackend, engine
+    from lab.stack.images import check_images
 
     try:
         check_images(engine())

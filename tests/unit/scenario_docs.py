@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from lab.errors import ScenarioError
-from lab.scenario import Scenario
-from lab.scenario_loader import load_scenario_file
+from lab.scenario.loader import load_scenario_file
+from lab.scenario.models import Scenario
 
 
 def write(tmp_path: Path, doc: dict[str, Any] | str, name: str = "demo") -> Path:

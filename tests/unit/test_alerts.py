@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.alerts import evaluate_alerts
+from lab.report.alerts import evaluate_alerts
 
 
 def second(t: int, ok: int, errors: int, in_use: float | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from lab import cli
 from lab.cli import live as cli_live
 from lab.cli import run as cli_run
-from lab.units import parse_duration
+from lab.scenario.units import parse_duration
 
 #: The metavars that mark a duration flag, and the function its command parses it with.
 DURATION_METAVARS = {"DURATION": lambda flag, text: cli_live.duration_arg(flag, text),
@@ -98,8 +98,8 @@ def test_every_command_refuses_an_unknown_variant_the_same_way_before_starting_a
         capsys: pytest.CaptureFixture[str]) -> None:
     """One check (Scenario.require_variants), one message, exit 2, and no stack, load or
     fault holder started: the file, the name asked for and the names it has."""
-    from lab import workshop
-    from lab.scenario_loader import find_scenario, load_scenario_file
+    from lab.live import workshop
+    from lab.scenario.loader import find_scenario, load_scenario_file
 
     def must_not_start(*_: object, **__: object) -> None:
         raise AssertionError("nothing may start for an unknown variant")
@@ -118,7 +118,7 @@ def test_every_command_refuses_an_unknown_variant_the_same_way_before_starting_a
 def test_the_check_names_every_unknown_variant_and_a_live_session_makes_it_too() -> None:
     from lab.errors import UnknownVariant
     from lab.live.session import LiveSession
-    from lab.scenario_loader import find_scenario, load_scenario_file
+    from lab.scenario.loader import find_scenario, load_scenario_file
 
     scenario = load_scenario_file(find_scenario("pool-exhaustion"))
     scenario.require_variants("baseline", *scenario.variants)  # all there: nothing raised

@@ -1,4 +1,4 @@
-"""lab.commands: one-shot commands fail the same way everywhere — a CommandFailed (a
+"""lab.system.commands: one-shot commands fail the same way everywhere — a CommandFailed (a
 BackendError, so the CLI's exit code is unchanged) with the command, its exit code and
 the tail of its stderr."""
 
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from lab import commands
 from lab.errors import BackendError, CommandFailed
+from lab.system import commands
 
 
 def test_output_is_captured() -> None:

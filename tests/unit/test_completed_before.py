@@ -4,8 +4,8 @@ what happened before an instant is made over the requests that *completed* befor
 from __future__ import annotations
 
 from lab.load.request_log import RequestRecord
-from lab.results import Windows, WindowSummary, completed_before, in_window
-from lab.runner import _window_summaries
+from lab.run.runner import _window_summaries
+from lab.verdict.results import Windows, WindowSummary, completed_before, in_window
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 

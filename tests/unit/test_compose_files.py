@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.backends import haproxy
-from lab.backends.base import RouterSettings
-from lab.backends.compose import API_KEY, BASE_FILE, COMPOSE_DIR, DSN, rendered_files
-from lab.backends.docker.specs import (
+from lab.scenario.loader import load_scenario_file, scenario_paths
+from lab.scenario.models import Scenario
+from lab.stack import haproxy
+from lab.stack.base import RouterSettings
+from lab.stack.compose import API_KEY, BASE_FILE, COMPOSE_DIR, DSN, rendered_files
+from lab.stack.docker.specs import (
     ContainerSpec,
     checkout_spec,
     migrate_spec,
@@ -26,9 +28,7 @@ from lab.backends.docker.specs import (
     proxy_spec,
     router_spec,
 )
-from lab.backends.wiring import stack_request
-from lab.scenario import Scenario
-from lab.scenario_loader import load_scenario_file, scenario_paths
+from lab.stack.wiring import stack_request
 from tests.conftest import under_ci
 
 SCENARIOS = [load_scenario_file(p) for p in scenario_paths()]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lab.cli import main
-from lab.conditions import Condition, ConditionRun, all_held, conditions, table
+from lab.run.conditions import Condition, ConditionRun, all_held, conditions, table
 
 
 def variant(scenario: str, name: str, passed: bool, **by_class: int) -> dict[str, Any]:

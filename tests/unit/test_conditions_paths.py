@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from lab import conditions as cond
-from lab.processes import REPO_ROOT
+from lab.run import conditions as cond
+from lab.system.processes import REPO_ROOT
 
 
 class FakeLabRun:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import data_volume
-from lab.backends.local import LocalBackend
-from lab.backends.wiring import stack_request
 from lab.report.table import render_table
-from lab.runner import run_scenario, skip_reason
-from lab.scenario_loader import find_scenario, load_scenario_file
+from lab.run.runner import run_scenario, skip_reason
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.stack import data_volume
+from lab.stack.local import LocalBackend
+from lab.stack.wiring import stack_request
 
 
 def test_missing_unshare_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.scenario import Expectation
-from lab.scenario_loader import find_scenario, load_scenario_file
-from lab.units import format_size, parse_size
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.scenario.models import Expectation
+from lab.scenario.units import format_size, parse_size
 from tests.unit.scenario_docs import load, problems_of
 
 BASE: dict[str, Any] = {

@@ -1,5 +1,5 @@
 """The docker backend's pieces that need no engine: `attach()` builds a handle on a
-compose project from what it finds (fake containers here), and `off_loop` (lab.threads)
+compose project from what it finds (fake containers here), and `off_loop` (lab.system.threads)
 keeps a cancelled `up()` from racing its own teardown."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from lab.backends import compose
-from lab.postgres import DATABASE
-from lab.threads import off_loop
+from lab.stack import compose
+from lab.stack.postgres import DATABASE
+from lab.system.threads import off_loop
 
 PROJECT = "shop"
 

@@ -17,7 +17,7 @@ from lab.live import client as live_client
 from lab.live.drill import Drill, DrillPlan
 from lab.live.files import LiveFile
 from lab.live.session import LiveSession
-from lab.scenario_loader import find_scenario, load_scenario_file
+from lab.scenario.loader import find_scenario, load_scenario_file
 
 
 def drill(tmp_path: Path, player: str = "ana") -> Drill:

@@ -107,7 +107,7 @@ def test_one_rule_of_honest_bare_503_4xx_and_drops_are_bad_honest_503_is_not() -
                second(INJECT + 2, c2xx=30)]
     score = score_drill(seconds, INJECT, end, [], CAUSE)
     assert (score.bad_500, score.bad_lying_200) == (1, 2)
-    # The verdict's rule (lab.honest): bare 503, 502, 504, other 5xx, timeout, error, an
+    # The verdict's rule (lab.scenario.honest): bare 503, 502, 504, other 5xx, timeout, error, an
     # unnamed 4xx, and the drops (an answer the lab never saw) are all bad.
     assert score.bad_other == 3 + 1 + 1 + 1 + 1 + 1 + 5 + 50 + 9
     assert score.bad == 1 + 2 + score.bad_other

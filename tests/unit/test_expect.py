@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from lab.expect import evaluate
 from lab.load.request_log import RequestRecord
-from lab.results import Windows, WindowSummary, percentile, timeline
-from lab.samples import Sample, parse_metrics
-from lab.scenario import Expectation
+from lab.records.samples import Sample, parse_metrics
+from lab.scenario.models import Expectation
+from lab.verdict.judge import evaluate
+from lab.verdict.results import Windows, WindowSummary, percentile, timeline
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lab.expect import evaluate
-from lab.results import Windows
-from lab.samples import Sample
-from lab.scenario import Expectation
+from lab.records.samples import Sample
+from lab.scenario.models import Expectation
+from lab.verdict.judge import evaluate
+from lab.verdict.results import Windows
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 M = "checkout_catalog_cache_recomputes_total"

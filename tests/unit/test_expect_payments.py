@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lab.expect import evaluate
-from lab.ledger import CONFIRMED, PAYMENT_PENDING, Order, figures, inconsistencies
 from lab.load.request_log import RequestRecord
+from lab.records.ledger import CONFIRMED, PAYMENT_PENDING, Order, figures, inconsistencies
+from lab.records.samples import Sample
 from lab.report.table import render_table
-from lab.results import RunResults, VariantResult, Windows, WindowSummary
-from lab.samples import Sample
-from lab.scenario import LEDGER_FIGURES, Expectation
+from lab.scenario.models import LEDGER_FIGURES, Expectation
+from lab.verdict.judge import evaluate
+from lab.verdict.results import RunResults, VariantResult, Windows, WindowSummary
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 

@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from lab import cli, runner
+from lab import cli
 from lab.errors import BackendError, ScenarioError
-from lab.expect import judge
 from lab.load.arrivals import offsets_until
 from lab.load.request_log import RequestRecord
-from lab.physics import mechanism, why_not
-from lab.results import Inconclusive, RunResults, Windows
-from lab.scenario import LoadSpec, Variant
-from lab.scenario_loader import find_scenario, load_scenario_file
-from lab.validity import MIN_ANSWERS, check_experiment
+from lab.run import runner
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.scenario.models import LoadSpec, Variant
+from lab.scenario.physics import mechanism, why_not
+from lab.verdict.judge import judge
+from lab.verdict.results import Inconclusive, RunResults, Windows
+from lab.verdict.validity import MIN_ANSWERS, check_experiment
 from tests.unit.test_stability import EVIDENCE, variant
 
 pytest_plugins = ["pytester"]
@@ -160,8 +161,8 @@ def test_the_loader_refuses_claims_that_cannot_mean_what_they_say(
 
 
 def test_health_classes_match_what_the_samples_answered() -> None:
-    from lab.expect import evaluate
-    from lab.samples import Sample
+    from lab.records.samples import Sample
+    from lab.verdict.judge import evaluate
 
     samples = [Sample(1011.0 + i, "checkout-1", "503") for i in range(5)]
     e = Variant.model_validate({"expect": [{"window": "fault", "health": "5xx",
@@ -239,7 +240,7 @@ def test_lab_run_exits_4_and_says_inconclusive(
 def test_the_pytest_plugin_reports_inconclusive_as_a_junit_error(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lab import pytest_plugin
+    from lab.run import pytest_plugin
 
     monkeypatch.setattr(pytest_plugin, "run_variant", _Unsure())
     scenarios = pytester.path / "scenarios"

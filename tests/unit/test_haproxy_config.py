@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from lab.backends.base import RouterSettings
-from lab.backends.haproxy import render_config, server_check
+from lab.stack.base import RouterSettings
+from lab.stack.haproxy import render_config, server_check
 
 
 def test_health_check_settings_reach_every_server() -> None:

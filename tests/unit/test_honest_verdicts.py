@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from lab.expect import HONEST_TEXT, evaluate, judge
 from lab.load.classify import answer_outcome, matches, response_class
 from lab.load.request_log import RequestRecord
+from lab.records.samples import Sample
 from lab.report.table import render_table
-from lab.results import ExpectationResult, RunResults, VariantResult, Windows, WindowSummary
-from lab.samples import Sample
-from lab.scenario import Expectation, Variant
+from lab.scenario.models import Expectation, Variant
+from lab.verdict.judge import HONEST_TEXT, evaluate, judge
+from lab.verdict.results import ExpectationResult, RunResults, VariantResult, Windows, WindowSummary
 
 W = Windows(load_start=1000.0, fault_start=1010.0, fault_end=1020.0, load_end=1030.0)
 

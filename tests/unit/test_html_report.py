@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from lab.load.request_log import RequestRecord
+from lab.records.samples import Sample
 from lab.report.html import render_html
-from lab.results import Windows, WindowSummary, in_window, timeline
-from lab.samples import Sample
+from lab.verdict.results import Windows, WindowSummary, in_window, timeline
 
 W = Windows(load_start=0.0, fault_start=5.0, fault_end=10.0, load_end=15.0)
 
@@ -81,7 +81,7 @@ def test_a_chart_per_variant_and_alerts() -> None:
 
 
 def test_a_physics_variant_shows_its_calibration_its_mechanism_and_why_not() -> None:
-    from lab.physics import Measurement, PhysicsSpec, size_load
+    from lab.scenario.physics import Measurement, PhysicsSpec, size_load
 
     cal = size_load(PhysicsSpec(slow_path="cart-lookup", fault_demand=2.5, longest_wait=1.5),
                     Measurement("EXPLAIN ANALYZE", [79.0], [0.1], 2, 10, 0.2), 1.0, 1000)

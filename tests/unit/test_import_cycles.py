@@ -167,8 +167,8 @@ def test_the_walker_sees_relative_and_lazy_imports_but_not_type_checking(
         "pkg.sub.c": {"pkg.b", "pkg.a"},
     }
     graph = import_graph()
-    assert "lab.scenario" not in graph["lab.backends.base"]  # under TYPE_CHECKING
-    assert "lab.backends.compose" in graph["lab.workshop"]  # inside a function
+    assert "lab.scenario.models" not in graph["lab.stack.base"]  # under TYPE_CHECKING
+    assert "lab.stack.compose" in graph["lab.live.workshop"]  # inside a function
 
 
 def test_a_cycle_is_found_and_named() -> None:

@@ -1,6 +1,6 @@
 """`lab run` (the runner, and so the pytest plugin and bench), `lab up` and `lab drill`
 (the live session) build a variant's experiment through one function,
-lab.experiment.build_experiment: a change to its wiring reaches every one of them."""
+lab.run.experiment.build_experiment: a change to its wiring reaches every one of them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from lab import experiment
-from lab.backends.base import StackRequest
 from lab.live.session import LiveSession
-from lab.runner import run_variant
-from lab.scenario_loader import find_scenario, load_scenario_file
+from lab.run import experiment
+from lab.run.runner import run_variant
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.stack.base import StackRequest
 
 
 class Wired(Exception):

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from lab.expect import HONEST_TEXT, evaluate, judge
 from lab.load.arrivals import (
     InFlightCap,
     OpenLoad,
@@ -33,9 +32,10 @@ from lab.load.classify import matches
 from lab.load.locust_process import locust_argv, locust_env
 from lab.load.request_log import RequestLogReader, RequestRecord, answers
 from lab.report.table import load_lines
-from lab.results import ArrivalAccount, Windows, WindowSummary, load_summary, timeline
-from lab.scenario import LoadSpec, Variant
-from lab.scenario_loader import load_scenario_file, scenario_paths
+from lab.scenario.loader import load_scenario_file, scenario_paths
+from lab.scenario.models import LoadSpec, Variant
+from lab.verdict.judge import HONEST_TEXT, evaluate, judge
+from lab.verdict.results import ArrivalAccount, Windows, WindowSummary, load_summary, timeline
 from tests.unit.scenario_docs import problems_if_any
 
 # ---------------------------------------------------------------- the arrival schedule

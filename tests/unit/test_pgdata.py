@@ -1,4 +1,4 @@
-"""The seeded data set cache (lab.pgdata) without a server: its key, which entries it
+"""The seeded data set cache (lab.stack.pgdata) without a server: its key, which entries it
 accepts, how an entry is put in place, and what `lab cleanup` removes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import pgdata
 from lab.services.checkout import schema
+from lab.stack import pgdata
 
 SERVER = "postgres (PostgreSQL) 15.18 @ /usr/lib/postgresql/15/bin"
 

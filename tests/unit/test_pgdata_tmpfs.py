@@ -1,4 +1,4 @@
-"""Where a run's copy of the data set goes (lab.pgdata.place_data_copy: a tmpfs, or the
+"""Where a run's copy of the data set goes (lab.stack.pgdata.place_data_copy: a tmpfs, or the
 run directory when the tmpfs cannot take it), and how `lab cleanup` finds and removes the
 tmpfs directory of a killed run. No server: the placement is decided before Postgres."""
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import pgdata, runs
-from lab.runs import MANIFEST, TMPFS_ENV, TmpfsDir, find_leftovers, remove_leftover
+from lab.stack import pgdata
+from lab.system import run_dirs
+from lab.system.run_dirs import MANIFEST, TMPFS_ENV, TmpfsDir, find_leftovers, remove_leftover
 
 RUN_ID = "cl-20260101-000000-abcdef"
 
@@ -75,12 +76,12 @@ def test_off_keeps_it_in_the_run_directory(
 
 def test_unset_means_dev_shm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TMPFS_ENV, raising=False)
-    assert runs.tmpfs_root() == Path("/dev/shm")
+    assert run_dirs.tmpfs_root() == Path("/dev/shm")
     monkeypatch.setenv(TMPFS_ENV, "OFF")
-    assert runs.tmpfs_root() is None
-    assert runs.tmpfs_roots() == [Path("/dev/shm")]  # cleanup still looks there
+    assert run_dirs.tmpfs_root() is None
+    assert run_dirs.tmpfs_roots() == [Path("/dev/shm")]  # cleanup still looks there
     monkeypatch.setenv(TMPFS_ENV, "/mnt/ram")
-    assert runs.tmpfs_roots() == [Path("/mnt/ram"), Path("/dev/shm")]
+    assert run_dirs.tmpfs_roots() == [Path("/mnt/ram"), Path("/dev/shm")]
 
 
 def fallback(template: Path, tmp_path: Path, shm: Path) -> pgdata.DataCopyPlace:
@@ -152,7 +153,7 @@ def test_a_name_already_taken_falls_back_and_is_left_alone(
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
-from lab.runs import RunDir, TmpfsDir
+from lab.system.run_dirs import RunDir, TmpfsDir
 run_id, runs_root, shm, with_run_dir = sys.argv[1:5]
 if with_run_dir == "1":
     RunDir.create(run_id, Path(runs_root))
@@ -167,7 +168,7 @@ def killed_run(run_id: str, runs_root: Path, shm: Path, with_run_dir: bool = Tru
     assert done.returncode == -9, done.stderr
 
 
-def mine(leftovers: list[runs.Leftover], *run_ids: str) -> list[runs.Leftover]:
+def mine(leftovers: list[run_dirs.Leftover], *run_ids: str) -> list[run_dirs.Leftover]:
     """Only this test's runs (the machine may have others' real runs)."""
     return [lo for lo in leftovers if lo.run_id in run_ids]
 
@@ -208,10 +209,10 @@ def test_only_this_users_directories_are_looked_at(
     (shm / "chaoslab-cl-20260101-000000-file01").write_text("")
     (shm / "PostgreSQL.1234").write_text("")  # a server's shared memory: not ours to judge
     made = TmpfsDir.create("cl-20260101-000000-dir001", shm)
-    assert runs.tmpfs_dirs([shm]) == {made.run_id: made.path}
-    monkeypatch.setattr(runs.os, "geteuid", lambda: os.getuid() + 1)  # someone else's
-    assert runs.tmpfs_dirs([shm]) == {}
-    assert runs.tmpfs_dirs([tmp_path / "absent"]) == {}
+    assert run_dirs.tmpfs_dirs([shm]) == {made.run_id: made.path}
+    monkeypatch.setattr(run_dirs.os, "geteuid", lambda: os.getuid() + 1)  # someone else's
+    assert run_dirs.tmpfs_dirs([shm]) == {}
+    assert run_dirs.tmpfs_dirs([tmp_path / "absent"]) == {}
 
 
 def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
@@ -225,8 +226,8 @@ def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
     # Only this test's directories: no other processes, no /dev/shm, no containers.
     monkeypatch.setenv("CHAOSLAB_RUNS_ROOT", str(runs_root))
     monkeypatch.setenv(TMPFS_ENV, str(shm))
-    monkeypatch.setattr(runs, "DEFAULT_TMPFS", shm)
-    monkeypatch.setattr(runs, "pids_with_run_id", lambda: iter(()))
+    monkeypatch.setattr(run_dirs, "DEFAULT_TMPFS", shm)
+    monkeypatch.setattr(run_dirs, "pids_with_run_id", lambda: iter(()))
     monkeypatch.setenv(pgdata.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active: 0)
     killed = "cl-20260101-000000-dead03"
@@ -249,7 +250,7 @@ def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
 def test_a_cancelled_copy_stops_before_the_target_is_removed(tmp_path: Path) -> None:
     """Ctrl-C during the copy: nothing is written to the target once the copy's await has
     raised, so removing the run's directories right after leaves nothing behind."""
-    from lab.postgres import copy_data_dir
+    from lab.stack.postgres import copy_data_dir
 
     source = tmp_path / "source"
     for d in range(20):

@@ -1,7 +1,7 @@
 """Physics, not tuning: the load sized from a measured cost, and the mechanism read back.
 
-Pure arithmetic (lab.physics) and the scenario grammar around it; the measurement itself
-(lab.calibrate against real Postgres) is exercised by the integration tests.
+Pure arithmetic (lab.scenario.physics) and the scenario grammar around it; the measurement itself
+(lab.load.calibrate against real Postgres) is exercised by the integration tests.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from lab.load.request_log import RequestRecord
-from lab.physics import (
+from lab.records.samples import Sample
+from lab.scenario.physics import (
     Measurement,
     PhysicsSpec,
     calibration_text,
@@ -23,7 +24,6 @@ from lab.physics import (
     slow_share,
     why_not,
 )
-from lab.samples import Sample
 from tests.unit.scenario_docs import load, problems_if_any
 
 

@@ -1,4 +1,4 @@
-"""Roll-outs (lab.rollout) against a fake stack: the router is a dict that puts a backend in
+"""Roll-outs (lab.stack.rollout) against a fake stack: the router is a dict that puts a backend in
 rotation after `rise` polls, and an instance started without PAYMENT_API_KEY exits at
 once, as the real checkout does. What must hold: a rolling restart replaces every
 instance one at a time with the new configuration while the router always has one in
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from lab.backends.base import ServiceInstance, Stack, StartedInstance
 from lab.errors import FaultError
 from lab.faults.rolling_deploy import RollingDeploy, RollingDeployParams
-from lab.rollout import next_instance_name, roll_out, rolling_restart
+from lab.stack.base import ServiceInstance, Stack, StartedInstance
+from lab.stack.rollout import next_instance_name, roll_out, rolling_restart
 
 BASE_ENV = {"PAYMENT_API_KEY": "k", "DB_POOL_MAX": "10"}
 STARTUP_LINE = "STARTUP_FAILURE missing PAYMENT_API_KEY"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.runs import RunDir
+from lab.system.run_dirs import RunDir
 
 
 def test_a_run_that_made_the_root_removes_it(tmp_path: Path) -> None:

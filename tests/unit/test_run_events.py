@@ -1,4 +1,4 @@
-"""Run events (lab.events) and the one run loop (lab.runner.RunLoop): the hook's order,
+"""Run events (lab.run.events) and the one run loop (lab.run.runner.RunLoop): the hook's order,
 removal and exceptions; the loop's skips, order, repeats and numbering; and `lab run`'s
 listeners (progress line, JSON rewritten after each run) — with the variant runner
 stubbed, so no stack is started."""
@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from lab import cli, runner
-from lab.backends.base import StackRequest
+from lab import cli
 from lab.cli import run as cli_run
-from lab.events import EventHook, Progress, ProgressFn, Run, RunEvents, VariantDone
-from lab.results import RunResults, Skipped, VariantResult
-from lab.runner import RunLoop, run_scenario
-from lab.scenario import Scenario
-from lab.scenario_loader import find_scenario, load_scenario_file
+from lab.run import runner
+from lab.run.events import EventHook, Progress, ProgressFn, Run, RunEvents, VariantDone
+from lab.run.runner import RunLoop, run_scenario
+from lab.scenario.loader import find_scenario, load_scenario_file
+from lab.scenario.models import Scenario
+from lab.stack.base import StackRequest
+from lab.verdict.results import RunResults, Skipped, VariantResult
 from tests.unit.test_stability import variant as crafted
 
 DRILL = Path(__file__).resolve().parent.parent / "fixtures" / "drill.yaml"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lab.errors import ScenarioError
-from lab.scenario_loader import load_scenario_file, scenario_paths
+from lab.scenario.loader import load_scenario_file, scenario_paths
 from tests.unit.scenario_docs import problems_of, write
 
 MINIMAL: dict[str, Any] = {

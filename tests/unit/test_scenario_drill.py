@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from lab.errors import UnknownVariant
-from lab.scenario import MAX_HINTS
-from lab.scenario_loader import load_scenario_file, scenario_paths
+from lab.scenario.loader import load_scenario_file, scenario_paths
+from lab.scenario.models import MAX_HINTS
 from tests.unit.scenario_docs import load, problems_of
 
 DOC: dict[str, Any] = {

@@ -17,8 +17,8 @@ import yaml
 from lab.cli import main
 from lab.errors import ScenarioError
 from lab.faults.registry import FAULT_KINDS
-from lab.scenario_loader import load_scenario_file
-from lab.scenario_schema import SCHEMA_PATH, scenario_schema, schema_text
+from lab.scenario.loader import load_scenario_file
+from lab.scenario.schema import SCHEMA_PATH, scenario_schema, schema_text
 from lab.services.checkout.switches import SWITCHES
 
 REPO = Path(__file__).resolve().parents[2]

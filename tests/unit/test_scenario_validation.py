@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from lab.cli import main
-from lab.scenario_loader import load_scenario_file, scenario_paths
+from lab.scenario.loader import load_scenario_file, scenario_paths
 from tests.unit.scenario_docs import problems_of, write
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from lab import cli, runner
-from lab.backends.local import LocalBackend
-from lab.events import RunEvents
+from lab import cli
 from lab.report.html import render_html
 from lab.report.stability import render_stability
-from lab.results import ExpectationResult, RunResults, VariantResult, WindowSummary
-from lab.runner import Progress, ProgressFn, run_scenario
-from lab.scenario import Bound, Expectation, Scenario
-from lab.scenario_loader import load_scenario_file
-from lab.stability import (
+from lab.run import runner
+from lab.run.events import RunEvents
+from lab.run.runner import Progress, ProgressFn, run_scenario
+from lab.scenario.loader import load_scenario_file
+from lab.scenario.models import Bound, Expectation, Scenario
+from lab.stack.local import LocalBackend
+from lab.verdict.results import ExpectationResult, RunResults, VariantResult, WindowSummary
+from lab.verdict.stability import (
     format_margin,
     format_value,
     margin,
@@ -362,7 +363,7 @@ def test_run_scenario_repeats_each_variant_back_to_back(
 def test_pytest_plugin_runs_an_item_n_times_and_fails_with_the_pass_rate(
     drill: Scenario, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lab import pytest_plugin
+    from lab.run import pytest_plugin
 
     monkeypatch.setattr(pytest_plugin, "run_variant", _StubRunner(drill, [0.5, 0.05, 0.4]))
     scenarios = pytester.path / "scenarios"

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.processes import ManagedProcess, stop_all
+from lab.system.processes import ManagedProcess, stop_all
 
 # On SIGTERM: write `mine`, then exit only once `other` exists (the other process got its
 # SIGTERM too); give up after 20 s. Stopped one by one, the first would never see it.

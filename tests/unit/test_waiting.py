@@ -1,4 +1,4 @@
-"""lab.waiting, the one poll-until-deadline: asked first, then after each interval; False
+"""lab.system.waiting, the one poll-until-deadline: asked first, then after each interval; False
 once still not done at the deadline; an exception from `done` ends the wait. Driven by a
 fake clock, so nothing really sleeps."""
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from lab.waiting import wait_until, wait_until_async
+from lab.system.waiting import wait_until, wait_until_async
 from tests.unit.fake_clock import Clock
 
 

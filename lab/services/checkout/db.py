@@ -260,7 +260,7 @@ class CartItem:
     unit_price_cents: int
 
 
-#: The incident's query; lab.calibrate times it (EXPLAIN ANALYZE) with and without the index.
+#: The incident's query; lab.load.calibrate times it (EXPLAIN ANALYZE) with and without the index.
 CART_ITEMS_QUERY = "SELECT sku, qty, unit_price_cents FROM cart_items WHERE cart_id = $1"
 
 

@@ -1,7 +1,7 @@
 """Every environment variable the checkout service reads, as one table.
 
 The service's start-up check (`config.py`: `from_env` and the logged `public()` both walk
-it) and the scenario loader (`lab.scenario_loader`) read through this table, so they cannot
+it) and the scenario loader (`lab.scenario.loader`) read through this table, so they cannot
 disagree: a value the service would refuse is refused when the scenario is loaded, in the
 same words, and a misspelt switch is an error instead of a mitigation silently left off.
 The README's table of switches is rendered from it too (`python -m

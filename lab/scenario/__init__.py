@@ -1,0 +1,1 @@
+"""A scenario file: models, loader, schema, expectation grammar, units and physics."""

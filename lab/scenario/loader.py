@@ -1,0 +1,187 @@
+"""Reading a scenario file into lab.scenario.models's models: where scenarios are
+(`SCENARIO_DIR`, `find_scenario`, `scenario_paths`), YAML that refuses a key given twice,
+pydantic's errors as sentences naming the file and the field path, and the checks no
+model can make alone: the fault's params against its kind (lab.faults.registry), the
+checkout switches against their table, DATA_DIR under a data volume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lab.errors import ScenarioError
+from lab.faults.registry import params_problems, stack_problems
+from lab.scenario.expectations import KINDS
+from lab.scenario.models import Scenario
+from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+
+_KIND_TAGS = frozenset(k.kind for k in KINDS)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """The field path as written: without the tag pydantic adds after `expect.<n>` for the
+    expectation kind it chose (the file never names one)."""
+    parts = [p for i, p in enumerate(loc)
+             if not (p in _KIND_TAGS and i >= 2 and loc[i - 2] == "expect"
+                     and isinstance(loc[i - 1], int))]
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error → 'field.path: what was expected'."""
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg: str = error["msg"]
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see README 'Writing a scenario')"
+    elif error["type"] == "missing":
+        msg = "required field is missing"
+    elif error["type"] == "literal_error":
+        msg = f"expected {msg.removeprefix('Input should be ')}, got {error.get('input')!r}"
+    return f"{_location(loc)}: {msg}"
+
+
+def parse_scenario(data: Any, source: str) -> Scenario:
+    """Validate already-parsed YAML data; `source` names the file in errors."""
+    if not isinstance(data, dict):
+        raise ScenarioError(source, ["(top level): expected a mapping of scenario fields"])
+    try:
+        return Scenario.model_validate(data, context={"source": source})
+    except ValidationError as exc:
+        raise ScenarioError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping: PyYAML silently keeps the
+    last, so a variant with `DB_POOL_MAX` twice would run with whichever came second."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first is not None:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r} (first at line "
+                                    f"{first + 1}); YAML would keep only the last",
+                                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(str(path), [f"{where}{exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+    scenario = parse_scenario(data, str(path))
+    problems = []
+    if scenario.name != path.stem:
+        problems.append(f"name: expected {path.stem!r} (the file's name), got {scenario.name!r}")
+    problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
+    problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
+    problems += _data_dir_problems(scenario)
+    problems += _switch_problems(scenario)
+    if not problems:
+        for name in scenario.variants:
+            problems += params_problems(
+                scenario.fault.kind, scenario.variant_fault_params(name), f"variants.{name}.fault"
+            )
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return scenario
+
+
+def _switch_problems(scenario: Scenario) -> list[str]:
+    """Every checkout switch a scenario sets must be one the service reads, with a value it
+    accepts, judged by the service's own table: a misspelt mitigation would otherwise run
+    as the baseline, and a bad value would surface only after Postgres had started."""
+    configs = [("stack.config", scenario.stack.config)] + [
+        (f"variants.{name}.config", v.config) for name, v in scenario.variants.items()
+    ]
+    problems = []
+    for where, config in configs:
+        for var, value in config.items():
+            switch = SWITCHES.get(var)
+            if switch is None:
+                problems.append(f"{where}.{var}: {unknown_variable(var)}")
+            elif switch.set_by_lab is not None:
+                problems.append(f"{where}.{var}: not a switch ({switch.set_by_lab}); remove it")
+            else:
+                try:
+                    switch.read({var: value}, on_host=False)
+                except ConfigError as exc:
+                    problems.append(f"{where}.{var}: {exc.detail}")
+    if problems:
+        return problems
+    from_stack: dict[str, list[str]] = {}  # one line per stack-level problem, not per variant
+    for name, variant in scenario.variants.items():  # the rules between switches
+        try:
+            read_switches(scenario.variant_env(name), on_host=False, user_only=True)
+        except ConfigError as exc:
+            if exc.var in variant.config:
+                problems.append(f"variants.{name}.config.{exc.var}: {exc.detail}")
+            else:
+                from_stack.setdefault(f"stack.config.{exc.var}: {exc.detail}", []).append(name)
+    problems += [f"{line} (in variant{'s' if len(names) > 1 else ''} {', '.join(names)})"
+                 for line, names in from_stack.items()]
+    return problems
+
+
+def _data_dir_problems(scenario: Scenario) -> list[str]:
+    """With a data volume the lab sets DATA_DIR itself; a config that also sets it is a
+    mistake that would write outside the size-limited filesystem."""
+    if scenario.stack.data_volume is None:
+        return []
+    configs = [("stack.config", scenario.stack.config)] + [
+        (f"variants.{name}.config", v.config) for name, v in scenario.variants.items()
+    ]
+    return [
+        f"{where}.DATA_DIR: set by stack.data_volume (the lab mounts the volume and points "
+        "DATA_DIR at it); remove it"
+        for where, config in configs
+        if "DATA_DIR" in config
+    ]
+
+
+def scenario_paths(directory: Path = SCENARIO_DIR) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+def find_scenario(name_or_path: str, directory: Path = SCENARIO_DIR) -> Path:
+    """A scenario by name (in scenarios/) or by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.exists():
+            raise ScenarioError(name_or_path, ["no such file"])
+        return candidate
+    path = directory / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in scenario_paths(directory)) or "none"
+        raise ScenarioError(str(path), [f"no scenario named {name_or_path!r} (known: {known})"])
+    return path

@@ -1,0 +1,2 @@
+"""Judging a variant: results and windows, expectations judged, validity (was the
+experiment the one designed) and stability across repeated runs."""
