@@ -22,6 +22,7 @@ from lab.services.checkout.schema import CART_ITEMS_INDEX
 from lab.stack.base import StackRequest
 from lab.stack.local import LocalBackend, LocalStackHandle
 from lab.system.processes import pids_with_run_id
+from tests.doc_samples import block, sample_after, shape, table_head
 from tests.integration.lab_cli import popen_lab, run_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +79,15 @@ def test_baseline_reproduces_the_500s_from_the_realistic_chain(
     # The table shows the verdict with the measured figure.
     assert "baseline  PASS" in proc.stdout
     assert "ok   [fault] 500 share >=" in proc.stdout
+    # The docs' sample (docs/running.md, from a real run) has the shape printed today.
+    sample = sample_after("docs/running.md", "the shape should not:")
+    printed = proc.stdout.split("\n")
+    printed = printed[next(i for i, line in enumerate(printed)
+                           if line.startswith("pool-exhaustion:")):]
+    assert table_head(sample, "pool-exhaustion:") == table_head(printed, "pool-exhaustion:")
+    assert shape(block(sample, "baseline ")[0]) == shape(block(printed, "baseline ")[0])
+    assert ([shape(line) for line in block(sample, "baseline — ")]
+            == [shape(line) for line in block(printed, "baseline — ")])
 
 
 def test_timeouts_turn_the_500s_into_503s_with_retry_after(
