@@ -65,6 +65,10 @@ class Fault:
             raise FaultError(f"{self.kind}: this fault needs the live stack (pass handle=)")
         return self._handle
 
+    async def check(self) -> None:
+        """Before the load: raise FaultError if the fault cannot act on this stack (an
+        index that does not exist, say), so it is said before anything is judged."""
+
     async def inject(self) -> None:
         raise NotImplementedError
 

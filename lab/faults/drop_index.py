@@ -46,6 +46,18 @@ class DropIndex(Fault):
             self.params.index,
         )
 
+    async def check(self) -> None:
+        conn = await self._connect()
+        try:
+            if await self._index(conn) is None:
+                known = [r["indexname"] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
+                    "ORDER BY indexname")]
+                raise FaultError(f"drop-index: index {self.params.index!r} does not exist in "
+                                 f"the database (its indexes: {', '.join(known) or 'none'})")
+        finally:
+            await conn.close()
+
     async def inject(self) -> None:
         conn = await self._connect()
         try:

@@ -19,12 +19,17 @@ FAULT_KINDS: dict[str, type[Fault]] = {
 }
 
 
-def params_problems(kind: str, params: dict[str, Any], where: str) -> list[str]:
+#: The kinds that act on a stack the lab did not write (a scenario's `stack.service`).
+OWN_SERVICE_KINDS = ("gateway", "rolling-deploy", "drop-index")
+
+
+def params_problems(kind: str, params: dict[str, Any], where: str,
+                    own_service: bool = False) -> list[str]:
     """Problems with a fault kind and its params, as 'field.path: expected ...' lines."""
     if kind not in FAULT_KINDS:
         return [f"fault.kind: expected one of {', '.join(sorted(FAULT_KINDS))}, got {kind!r}"]
     try:
-        FAULT_KINDS[kind].Params.model_validate(params)
+        FAULT_KINDS[kind].Params.model_validate(params, context={"own_service": own_service})
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -53,5 +58,6 @@ def create_fault(
     kind: str, params: dict[str, Any], stack: Stack, seed: int, handle: StackHandle | None = None
 ) -> Fault:
     cls = FAULT_KINDS[kind]
-    parsed: FaultParams = cls.Params.model_validate(params)
+    parsed: FaultParams = cls.Params.model_validate(
+        params, context={"own_service": stack.own_service})
     return cls(parsed, stack, seed, handle=handle)

@@ -14,7 +14,7 @@ import contextlib
 import time
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
@@ -32,17 +32,24 @@ class RollingDeployParams(FaultParams):
 
     @field_validator("unset")
     @classmethod
-    def _known_unset(cls, names: list[str]) -> list[str]:
+    def _known_unset(cls, names: list[str], info: ValidationInfo) -> list[str]:
         """Any variable the checkout reads, the lab's own included (a deploy may lose the
         key or the DSN); a misspelt one would deploy an intact version and prove nothing.
-        Values in `env` are not judged: a deploy with a bad value is a fault worth having."""
-        return _known(names)
+        Values in `env` are not judged: a deploy with a bad value is a fault worth having.
+        A user's own service is judged by the scenario loader instead (what its stack
+        declares), as the lab cannot know what it reads."""
+        return names if _own(info) else _known(names)
 
     @field_validator("env")
     @classmethod
-    def _known_env(cls, env: dict[str, str]) -> dict[str, str]:
-        _known(list(env))
+    def _known_env(cls, env: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if not _own(info):
+            _known(list(env))
         return env
+
+
+def _own(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("own_service"))
 
 
 def _known(names: list[str]) -> list[str]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from lab.errors import LoadError
 from lab.load.arrivals import OpenLoad
-from lab.load.contracts import ANY_BODY, SAMPLE_CONTRACTS
+from lab.load.contracts import ANY_BODY, SAMPLE_CONTRACTS, SuccessContract
 from lab.load.request_log import start_path, wait_for_load_start
-from lab.scenario.models import LoadSpec
+from lab.scenario.models import Endpoint, LoadSpec
 from lab.system.ports import free_port
 from lab.system.processes import ManagedProcess
 
@@ -98,12 +98,23 @@ def worker_argv(locustfile: str, master_host: str, master_port: int) -> list[str
             "--master-port", str(master_port), "--loglevel", "WARNING"]
 
 
+def endpoint_json(e: Endpoint) -> dict[str, object]:
+    """One endpoint as the locustfile reads it: its kind's name, weight and success
+    contract, and for a request of the user's own its definition (`custom`)."""
+    if isinstance(e.request, str):
+        return {"request": e.request, "weight": e.weight,
+                "contract": SAMPLE_CONTRACTS.get(e.request, ANY_BODY).to_json()}
+    r = e.request
+    return {"request": r.name, "weight": e.weight,
+            "contract": SuccessContract(json=r.expects_json, requires=tuple(r.requires)).to_json(),
+            "custom": {"method": r.method, "path": r.path, "json": r.json_body,
+                       "headers": dict(r.headers)}}
+
+
 def load_spec_json(spec: LoadSpec, *, carts: int, seed: int, workers: int = 1) -> str:
     """The load spec the locustfile reads (CHAOSLAB_LOAD_SPEC, or forwarded by a master)."""
     doc: dict[str, object] = {
-        "endpoints": [{**e.model_dump(),
-                       "contract": SAMPLE_CONTRACTS.get(e.request, ANY_BODY).to_json()}
-                      for e in spec.endpoints],
+        "endpoints": [endpoint_json(e) for e in spec.endpoints],
         "client_timeout": spec.client_timeout,
         "wait": spec.wait,
         "carts": carts,

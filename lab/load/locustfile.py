@@ -31,7 +31,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import gevent
@@ -48,6 +48,7 @@ from lab.load.classify import (
     problem_reason,
 )
 from lab.load.contracts import SAMPLE_CONTRACTS, SuccessContract
+from lab.load.own_requests import fill
 from lab.load.sinks import FileSink, Sink, sink_for
 
 _SPEC_ENV = os.environ.get("CHAOSLAB_LOAD_SPEC", "") or ""
@@ -224,7 +225,33 @@ def catalog(visitor: Any) -> None:
         visitor.client.get("/api/catalog/prices", name="catalog")
 
 
-REQUESTS = {"checkout": checkout, "health": health, "catalog": catalog}
+def custom_request(name: str, definition: Mapping[str, Any]) -> Callable[[Any], None]:
+    """The sender of a request the scenario defines (method, path, JSON body, headers)."""
+    method, path = str(definition["method"]), str(definition["path"])
+    body, headers = definition.get("json"), dict(definition.get("headers") or {})
+
+    def send(visitor: Any) -> None:
+        kwargs: dict[str, Any] = {"headers": fill(headers, visitor.rng), "name": name}
+        if body is not None:
+            kwargs["json"] = fill(body, visitor.rng)
+        with sending(name):
+            visitor.client.request(method, path, **kwargs)
+
+    return send
+
+
+class _Requests(dict[str, Callable[[Any], None]]):
+    """The sample shop's requests by kind, and the scenario's own, made on first use."""
+
+    def __missing__(self, kind: str) -> Callable[[Any], None]:
+        for e in _spec.get("endpoints", []):
+            if e.get("request") == kind and e.get("custom") is not None:
+                self[kind] = custom_request(kind, e["custom"])
+                return self[kind]
+        raise KeyError(kind)
+
+
+REQUESTS = _Requests(checkout=checkout, health=health, catalog=catalog)
 
 
 def weights(spec: Mapping[str, Any]) -> list[tuple[str, int]]:

@@ -48,7 +48,8 @@ class Sampler:
     async def _sample(self, http: aiohttp.ClientSession, inst: ServiceInstance) -> None:
         now = time.time()
         health, metrics = await asyncio.gather(
-            _get(http, f"{inst.base_url}/health"), _get(http, f"{inst.base_url}/metrics")
+            _get(http, f"{inst.base_url}{inst.health_path}"),
+            _get(http, f"{inst.base_url}/metrics"),
         )
         parsed: dict[str, float] = {}
         if metrics[0] == "200":

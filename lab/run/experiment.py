@@ -20,6 +20,7 @@ from lab.scenario.models import LoadSpec, Scenario
 from lab.scenario.physics import Calibration
 from lab.services.checkout.switches import read_switches
 from lab.stack.base import LoadGenerator, StackHandle
+from lab.stack.dependency_check import check_dependencies_used
 
 
 @dataclass
@@ -53,6 +54,7 @@ async def build_experiment(
     before its workers are decided (a live session holds it for hours); a rate the
     healthy stack cannot serve is refused (RateRefused, exit 2) unless
     `refuse_beyond_capacity` is off (a rehearsal has no verdict to protect)."""
+    await check_dependencies_used(scenario, handle.stack)
     calibration = await calibrate_scenario(scenario, backend, handle.stack.db_dsn)
     load = (scenario.load if calibration is None else
             scenario.load.sized(calibration.rate_per_s, calibration.max_in_flight))
@@ -108,7 +110,7 @@ async def calibrate_scenario(scenario: Scenario, backend: str, dsn: str) -> Cali
     pool = int(str(service_settings(scenario.variant_env("baseline"))["DB_POOL_MAX"]))
     seed = scenario.stack.seed
     return await calibrate(
-        dsn, scenario.physics, endpoints=[(e.request, e.weight) for e in scenario.load.endpoints],
+        dsn, scenario.physics, endpoints=[(e.name, e.weight) for e in scenario.load.endpoints],
         carts=seed.carts, pool=pool, seed=scenario.seed,
         default_max_in_flight=_cap(scenario.load),
         key=(scenario.name, backend, seed.carts, seed.items_per_cart))

@@ -104,6 +104,7 @@ async def run_variant(
         calibration, capacity = experiment.calibration, experiment.capacity
         load_spec, load, sampler = experiment.load_spec, experiment.load, experiment.sampler
         fault = experiment.new_fault()
+        await fault.check()
         sampler_task = asyncio.create_task(sampler.run())
         try:
             load_start = await off_loop(load.start)
@@ -206,6 +207,9 @@ def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
     reproduces = variant == "baseline" or scenario.variants[variant].shows_problem
     if scenario.physics is None and (passed or not reproduces):
         return None
+    if scenario.stack.service is not None:
+        return None  # its terms (the pool, the session's TTL) are the sample shop's
+
     before = [s for s in samples if s.t < windows.fault_start]
     last_round = max((s.round for s in before), default=None)
     figures = mechanism(

@@ -7,16 +7,18 @@ checkout switches against their table, DATA_DIR under a data volume.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from lab.errors import ScenarioError
-from lab.faults.registry import params_problems, stack_problems
+from lab.errors import ScenarioError, shown_path
+from lab.faults.registry import OWN_SERVICE_KINDS, params_problems, stack_problems
 from lab.scenario.expectations import KINDS
-from lab.scenario.models import Scenario
+from lab.scenario.models import PYTHON_PLACEHOLDER, Scenario
 from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -26,10 +28,12 @@ _KIND_TAGS = frozenset(k.kind for k in KINDS)
 
 def _location(loc: tuple[int | str, ...]) -> str:
     """The field path as written: without the tag pydantic adds after `expect.<n>` for the
-    expectation kind it chose (the file never names one)."""
+    expectation kind it chose, or after an endpoint's `request` for the sample's or the
+    user's own (the file never names one)."""
     parts = [p for i, p in enumerate(loc)
              if not (p in _KIND_TAGS and i >= 2 and loc[i - 2] == "expect"
-                     and isinstance(loc[i - 1], int))]
+                     and isinstance(loc[i - 1], int))
+             and not (p in ("sample", "own") and i >= 1 and loc[i - 1] == "request")]
     return ".".join(str(p) for p in parts) or "(top level)"
 
 
@@ -103,18 +107,90 @@ def load_scenario_file(path: Path) -> Scenario:
     problems = []
     if scenario.name != path.stem:
         problems.append(f"name: expected {path.stem!r} (the file's name), got {scenario.name!r}")
-    problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params")
+    own = scenario.stack.service is not None
+    problems += params_problems(scenario.fault.kind, scenario.fault.params, "fault.params",
+                                own_service=own)
     problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
     problems += _data_dir_problems(scenario)
-    problems += _switch_problems(scenario)
+    problems += own_stack_problems(scenario, path.parent) if own else _switch_problems(scenario)
     if not problems:
         for name in scenario.variants:
             problems += params_problems(
-                scenario.fault.kind, scenario.variant_fault_params(name), f"variants.{name}.fault"
-            )
+                scenario.fault.kind, scenario.variant_fault_params(name),
+                f"variants.{name}.fault", own_service=own)
     if problems:
         raise ScenarioError(str(path), problems)
     return scenario
+
+
+def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
+    """What must hold of a scenario against the user's own service before anything starts:
+    its programs and SQL files exist, its load sends its own requests, its fault is one that
+    acts on a stack the lab did not write, and a deploy's dropped variable is one the
+    stack gives the service (a variable it never had would deploy an intact version)."""
+    stack = scenario.stack
+    assert stack.service is not None
+    problems = []
+    programs = [("stack.service.command", stack.service.command)] + [
+        (f"stack.dependencies.{d.name}.command", d.command)
+        for d in stack.dependencies if d.command]
+    for where, argv in programs:
+        problem = _program_problem(argv[0], folder)
+        if problem:
+            problems.append(f"{where}: {problem}")
+    for i, name in enumerate(stack.database.sql if stack.database else []):
+        if not (folder / name).is_file():
+            problems.append(f"stack.database.sql.{i}: no file {name} next to the scenario "
+                            f"(looked in {shown_path(str(folder))})")
+    for i, e in enumerate(scenario.load.endpoints):
+        if isinstance(e.request, str):
+            problems.append(f"load.endpoints.{i}.request: '{e.request}' is the sample shop's; "
+                            "your service's requests are written out (method, path, json)")
+    kind = scenario.fault.kind
+    if kind not in OWN_SERVICE_KINDS:
+        problems.append(f"fault.kind: '{kind}' acts on the sample shop only; against your own "
+                        f"service: {', '.join(OWN_SERVICE_KINDS)}")
+    elif kind == "gateway" and not stack.dependencies:
+        problems.append("fault.kind: 'gateway' acts on a dependency through the fault proxy; "
+                        "declare one under stack.dependencies")
+    elif kind == "drop-index" and "index" not in scenario.fault.params:
+        problems.append("fault.params.index: name the index of your database the migration "
+                        "drops")
+    elif kind == "rolling-deploy":
+        given = {*stack.service.env, *stack.config}
+        for where, params in [("fault.params", scenario.fault.params)] + [
+                (f"variants.{n}.fault", scenario.variant_fault_params(n))
+                for n, v in scenario.variants.items() if v.fault]:
+            unset = params.get("unset")
+            if not unset:
+                problems.append(f"{where}.unset: name the variable the deploy loses (your "
+                                "service's, e.g. its API key)")
+                continue
+            for var in unset:
+                if var not in given:
+                    problems.append(
+                        f"{where}.unset: {var} is not given to the service (not in "
+                        "stack.service.env or stack.config), so a deploy without it would "
+                        "be the same version")
+    if scenario.physics is not None:
+        problems.append("physics: not yet available for your own service; give `load.rate` "
+                        "or `users` instead")
+    return sorted(set(problems), key=problems.index)
+
+
+def _program_problem(program: str, folder: Path) -> str | None:
+    if program == PYTHON_PLACEHOLDER:
+        return None
+    if "/" in program:
+        found = (folder / program).resolve()
+        if not found.is_file():
+            return f"no program {program} (looked in {shown_path(str(folder))})"
+        if not os.access(found, os.X_OK):
+            return f"{program} is not executable (chmod +x, or start it with {{python}})"
+        return None
+    if shutil.which(program) is None:
+        return f"no program {program!r} on PATH"
+    return None
 
 
 def _switch_problems(scenario: Scenario) -> list[str]:

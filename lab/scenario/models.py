@@ -21,8 +21,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -113,19 +115,131 @@ class DataVolumeSpec(_Strict):
         return v
 
 
+EnvKey = Annotated[str, Field(pattern=_ENV_KEY)]
+_PATH = r"^/[^\s]*$"
+#: In a command, the interpreter the lab runs under (its virtualenv's python).
+PYTHON_PLACEHOLDER = "{python}"
+
+
+class ProcessSpec(_Strict):
+    """A process the lab starts for the user's stack: its command (run from the scenario
+    file's folder; `{python}` is the lab's own interpreter), the variable it takes its port
+    from, and the path that answers 200 once it is up."""
+
+    command: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="argv; relative paths are from the scenario file's folder")
+    port_env: EnvKey = Field(description="the variable the lab sets to the port it gives")
+    health: str = Field("/health", pattern=_PATH, description="answers 200 once it is up")
+    env: dict[EnvKey, EnvValue] = Field(default_factory=dict)
+    ready_timeout: Duration = 30.0
+
+
+class ServiceSpec(ProcessSpec):
+    """The user's service under test, in place of the sample shop (`stack.instances` of it
+    behind the lab's router)."""
+
+    instance_env: EnvKey | None = Field(
+        None, description="a variable the lab sets to each instance's name")
+
+
+class DatabaseSpec(_Strict):
+    """A Postgres the lab starts for the user's service: a fresh server set up from the
+    user's SQL files (schema, then seed), built once and cached like the sample's data set,
+    its URL handed to the service in `url_env`."""
+
+    url_env: EnvKey = "DATABASE_URL"
+    sql: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="SQL files run in order, from the scenario's folder")
+
+
+class DependencySpec(_Strict):
+    """A service the user's service calls. The lab starts it (`command`) or reaches it at
+    `url`, puts its fault proxy in front, and hands the service the proxy's URL in
+    `url_env`."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    url_env: EnvKey
+    command: list[Annotated[str, Field(min_length=1)]] | None = None
+    port_env: EnvKey | None = None
+    health: str = Field("/health", pattern=_PATH)
+    env: dict[EnvKey, EnvValue] = Field(default_factory=dict)
+    ready_timeout: Duration = 30.0
+    url: str | None = Field(None, pattern=r"^http://[^\s/]+(:[0-9]+)?/?$")
+    allow_remote: bool = Field(
+        False, description="allow a `url` on another host than 127.0.0.1 (said explicitly)")
+
+    @model_validator(mode="after")
+    def _started_or_reached(self) -> DependencySpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either `command` (the lab starts it) or `url` (it runs "
+                             "already), not both or neither")
+        if self.command is not None and self.port_env is None:
+            raise ValueError("`port_env` is needed with `command`: the variable the lab "
+                             "sets to the port it gives the dependency")
+        if self.url is not None and not self.allow_remote:
+            host = self.url.removeprefix("http://").split("/")[0].rsplit(":", 1)[0]
+            if host not in ("127.0.0.1", "localhost"):
+                raise ValueError(f"url: {host} is not this machine; the lab only talks to "
+                                 "127.0.0.1 unless you say `allow_remote: true`")
+        return self
+
+
 class StackSpec(_Strict):
-    instances: int = Field(1, ge=1, le=4, description="checkout instances behind the router")
-    config: dict[Annotated[str, Field(pattern=_ENV_KEY)], EnvValue] = Field(default_factory=dict)
+    instances: int = Field(1, ge=1, le=4, description="service instances behind the router")
+    config: dict[EnvKey, EnvValue] = Field(default_factory=dict)
     seed: SeedSpec = Field(default_factory=SeedSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     data_volume: DataVolumeSpec | None = None
+    service: ServiceSpec | None = Field(
+        None, description="the user's own service (absent: the sample shop)")
+    database: DatabaseSpec | None = None
+    dependencies: list[DependencySpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _own_parts_need_own_service(self) -> StackSpec:
+        if self.service is None and (self.database is not None or self.dependencies):
+            raise ValueError("`database` and `dependencies` describe the user's own "
+                             "service: declare it in `service` too")
+        if self.service is not None and self.data_volume is not None:
+            raise ValueError("data_volume: not yet available for your own service")
+        names = [d.name for d in self.dependencies]
+        if len(names) != len(set(names)):
+            raise ValueError("dependencies: each needs its own name")
+        return self
+
+
+class RequestSpec(_Strict):
+    """A request of the user's own (`request:` as a mapping): method, path, JSON body and
+    headers. In the body and headers `{uuid}` becomes a fresh id per request (an idempotency
+    key), and a string `{int:A:B}` a random integer from A to B. What a real success carries
+    (`requires`) makes a 2xx without it a failure, as the sample's contracts do."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = Field(pattern=_PATH)
+    json_body: Any = Field(None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    requires: list[str] = Field(default_factory=list,
+                                description="JSON members a real 2xx carries, not null")
+    expects_json: bool = Field(True, description="a real 2xx is a JSON object")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Endpoint(_Strict):
-    """One kind of request the simulated users send, and how often relative to the others."""
+    """One kind of request the simulated users send, and how often relative to the others:
+    one of the sample shop's by name, or the user's own."""
 
-    request: Literal["checkout", "health", "catalog"]
+    request: Annotated[
+        Annotated[Literal["checkout", "health", "catalog"], Tag("sample")]
+        | Annotated[RequestSpec, Tag("own")],
+        Discriminator(lambda v: "own" if isinstance(v, dict | RequestSpec) else "sample"),
+    ]
     weight: int = Field(1, ge=1, le=1000)
+
+    @property
+    def name(self) -> str:
+        return self.request if isinstance(self.request, str) else self.request.name
 
 
 CALIBRATED = "calibrated"
@@ -426,7 +540,7 @@ class Scenario(_Strict):
                 raise ValueError("a scenario with 'physics' sizes its load from it: set "
                                  "load.rate to 'calibrated'")
             endpoint = SLOW_PATHS[self.physics.slow_path].endpoint
-            if endpoint not in {e.request for e in self.load.endpoints}:
+            if endpoint not in {e.name for e in self.load.endpoints}:
                 raise ValueError(f"physics.slow_path {self.physics.slow_path!r} runs on "
                                  f"'{endpoint}' requests, which load.endpoints never sends")
             if "max_in_flight" in self.load.model_fields_set and self.physics.longest_wait:

@@ -31,7 +31,7 @@ def scenario_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(ref_template="#/$defs/{model}")
     defs: dict[str, Any] = schema.setdefault("$defs", {})
     _fault_kinds(defs)
-    _switches(defs)
+    _switches(schema, defs)
     _expectations(defs)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
             **schema}
@@ -52,16 +52,20 @@ def _fault_kinds(defs: dict[str, Any]) -> None:
     fault["allOf"] = cases
 
 
-def _switches(defs: dict[str, Any]) -> None:
-    """A variant's (and the stack's) `config`: the switches a scenario may set."""
+def _switches(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """A variant's (and the stack's) `config`: against the sample shop, the switches it
+    reads (`SampleSwitches`); against the user's own service (`stack.service`), any
+    variables of theirs."""
     settable = {name: _switch_schema(s) for name, s in SWITCHES.items() if s.set_by_lab is None}
-    config = {"type": "object", "properties": settable, "additionalProperties": False,
-              "description": "the checkout service's switches (docs/scenarios.md)"}
-    for model in ("Variant", "StackSpec"):
-        if "config" in defs[model]["properties"]:
-            described = defs[model]["properties"]["config"].get("description")
-            defs[model]["properties"]["config"] = {**config, **(
-                {"description": described} if described else {})}
+    defs["SampleSwitches"] = {
+        "type": "object", "properties": settable, "additionalProperties": False,
+        "description": "the checkout service's switches (docs/scenarios.md)"}
+    switches = {"$ref": "#/$defs/SampleSwitches"}
+    schema.setdefault("allOf", []).append({
+        "if": {"required": ["stack"], "properties": {"stack": {"required": ["service"]}}},
+        "else": {"properties": {
+            "stack": {"properties": {"config": switches}},
+            "variants": {"additionalProperties": {"properties": {"config": switches}}}}}})
 
 
 def _expectations(defs: dict[str, Any]) -> None:

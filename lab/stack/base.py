@@ -32,6 +32,42 @@ class RouterSettings:
 
 
 @dataclass(frozen=True)
+class OwnProcess:
+    """A process of the user's own stack, as a backend starts it: `argv` run in `cwd`, its
+    port given in `port_env`, up once `health` answers 200."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    port_env: str
+    health: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class OwnDependency:
+    """A dependency of the user's service: started by the lab (`process`) or reached at
+    `url`; the service gets the fault proxy's URL in `url_env`."""
+
+    name: str
+    url_env: str
+    process: OwnProcess | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnStack:
+    """The user's own system under test, in place of the sample shop."""
+
+    service: OwnProcess
+    instance_env: str | None = None
+    #: The variable the service reads its database URL from (None: no database).
+    db_url_env: str | None = None
+    sql_files: tuple[str, ...] = ()
+    dependencies: tuple[OwnDependency, ...] = ()
+
+
+@dataclass(frozen=True)
 class StackRequest:
     """Everything a backend needs to bring one variant's stack up."""
 
@@ -47,6 +83,8 @@ class StackRequest:
     data_volume_bytes: int | None = None
     #: The fault the stack must be able to take (a backend may not support every kind).
     fault_kind: str = ""
+    #: The user's own service, database and dependencies (None: the sample shop).
+    own: OwnStack | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,8 @@ class ServiceInstance:
     #: What it is: `checkout`, or `router` / `proxy` / `payments` (sampled on their admin
     #: or own port: /health and /metrics).
     service: str = "checkout"
+    #: Where it says whether it is up (the sampler's health reading).
+    health_path: str = "/health"
 
 
 @dataclass(frozen=True)
@@ -82,6 +122,13 @@ class Stack:
     #: The other parts the lab samples: router, fault proxy, payment gateway.
     services: Sequence[ServiceInstance] = field(default_factory=list)
     data_volumes: list[DataVolume] = field(default_factory=list)
+    #: Instances of the service under test are named `<prefix>-N`.
+    instance_prefix: str = "checkout"
+
+    @property
+    def own_service(self) -> bool:
+        """The user's own service, not the sample shop's checkout."""
+        return self.instance_prefix != "checkout"
 
     def service(self, kind: str) -> ServiceInstance | None:
         return next((s for s in self.services if s.service == kind), None)

@@ -23,9 +23,10 @@ from pathlib import Path
 from lab.errors import BackendError, FaultError
 from lab.load.locust_process import LocustProcess
 from lab.scenario.models import LoadSpec
-from lab.stack import data_volume
+from lab.stack import data_volume, own_local
 from lab.stack.base import (
     DataVolume,
+    OwnStack,
     ServiceInstance,
     Stack,
     StackRequest,
@@ -59,6 +60,9 @@ class LocalStackHandle:
     run_dir: Path = Path()
     #: Where Postgres runs (its `data/` and socket) and why there (place_data_copy).
     pg_place: DataCopyPlace | None = None
+    postgres: PostgresServer | None = None
+    #: The user's own stack (None: the sample shop).
+    own: OwnStack | None = None
 
     def load_generator(self, spec: LoadSpec, *, carts: int, seed: int) -> LocustProcess:
         return LocustProcess(spec, self.stack.entry_url, run_id=self.stack.run_id,
@@ -67,8 +71,9 @@ class LocalStackHandle:
 
     def service_stderr(self) -> list[str]:
         lines: list[str] = []
+        prefix = "checkout" if self.own is None else own_local.INSTANCE_PREFIX
         for proc in self.processes:
-            if proc.name.startswith("checkout"):
+            if proc.name.startswith(prefix):
                 try:
                     lines += proc.stderr_path.read_text(errors="replace").splitlines()
                 except OSError:
@@ -83,6 +88,9 @@ class LocalStackHandle:
     def proxy(self) -> HttpProxyControl:
         return HttpProxyControl(self.proxy_admin)
 
+    def process(self, name: str) -> ManagedProcess:
+        return self._process(name)
+
     def _process(self, name: str) -> ManagedProcess:
         for proc in self.processes:
             if proc.name == name:
@@ -90,6 +98,8 @@ class LocalStackHandle:
         raise FaultError(f"no instance named {name!r} in this stack")
 
     def launch_checkout(self, name: str, env: Mapping[str, str]) -> ServiceInstance:
+        if self.own is not None:
+            return own_local.launch_instance(self, self.own, name, dict(env))
         port = free_port()
         full = python_env({**env, "CHECKOUT_HOST": "127.0.0.1", "CHECKOUT_PORT": str(port),
                            "CHECKOUT_INSTANCE": name})
@@ -194,39 +204,19 @@ class LocalBackend:
         started = time.monotonic()
         run_dir = RunDir.create(request.run_id)
         logs = run_dir.subdir("logs")
-        postgres: PostgresServer | None = None
         handle = LocalStackHandle(
             Stack(backend=self.name, run_id=request.run_id, entry_url="", db_dsn="",
-                  instances=[], work_dir=str(run_dir.path)),
+                  instances=[], work_dir=str(run_dir.path),
+                  instance_prefix="checkout" if request.own is None
+                  else own_local.INSTANCE_PREFIX),
             run_id=request.run_id, logs=logs,
-            data_volume_bytes=request.data_volume_bytes, run_dir=run_dir.path,
+            data_volume_bytes=request.data_volume_bytes, run_dir=run_dir.path, own=request.own,
         )
         try:
-            try:
-                template = await seeded_data_dir(
-                    request.seed_carts, request.seed_items_per_cart, run_id=request.run_id,
-                    log_dir=logs, root=self.dataset_cache)
-            except BackendError:
-                raise
-            except Exception as exc:
-                raise BackendError(f"schema migration and seed failed: {exc}") from exc
-            # The copy first, on a CPU of its own: it heads the longest chain (copy,
-            # Postgres, checkout). The gateway stub and the fault proxy import while
-            # Postgres starts; the checkouts start once it answers.
-            handle.pg_place = place_data_copy(template, run_dir.path, request.run_id)
-            postgres = PostgresServer(handle.pg_place.directory, request.run_id, logs)
-            await postgres.prepare(template=template)
-            waits = self._launch_gateway(handle, request)
-            await postgres.run()
-            handle.stack.db_dsn = postgres.dsn
-            handle.checkout_env = {**handle.checkout_env, "DATABASE_URL": postgres.dsn}
-            handle.stack.instances = [
-                handle.launch_checkout(f"checkout-{i}", handle.checkout_env)
-                for i in range(1, request.instances + 1)]
-            waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name)
-                      for i in handle.stack.instances]
-            for url, proc, what in waits:
-                await wait_http_ok(url, SERVICE_START_TIMEOUT_S, what, proc.exit_reason)
+            if request.own is not None:
+                await own_local.bring_up(handle, request, self.dataset_cache)
+            else:
+                await self._bring_up_sample(handle, request)
             # The router last, given instances that answer: they begin UP, as backends
             # given at start do (HAProxy's default), and its first checks pass. Started
             # with the others it failed `fall` checks against instances still importing,
@@ -242,18 +232,48 @@ class LocalBackend:
             yield handle
         finally:
             try:
-                # All at once (their shutdowns overlap); Postgres after the checkouts that
+                # All at once (their shutdowns overlap); Postgres after the services that
                 # close their pools on it. Both off the loop (each may wait seconds); a
                 # cancellation meanwhile waits for the stop in flight (lab.system.threads).
                 await off_loop(stop_all, list(reversed(handle.processes)))
             finally:
                 try:
-                    if postgres is not None:
-                        await off_loop(postgres.stop)
+                    if handle.postgres is not None:
+                        await off_loop(handle.postgres.stop)
                 finally:
                     if handle.pg_place is not None:
                         handle.pg_place.remove()
                     run_dir.remove()
+
+    async def _bring_up_sample(self, handle: LocalStackHandle, request: StackRequest) -> None:
+        """The sample shop: its data set, gateway stub and proxy, then its checkouts."""
+        logs = handle.logs
+        try:
+            template = await seeded_data_dir(
+                request.seed_carts, request.seed_items_per_cart, run_id=request.run_id,
+                log_dir=logs, root=self.dataset_cache)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"schema migration and seed failed: {exc}") from exc
+        # The copy first, on a CPU of its own: it heads the longest chain (copy,
+        # Postgres, checkout). The gateway stub and the fault proxy import while
+        # Postgres starts; the checkouts start once it answers.
+        handle.pg_place = place_data_copy(template, handle.run_dir, request.run_id)
+        postgres = handle.postgres = PostgresServer(handle.pg_place.directory, request.run_id,
+                                                    logs)
+        await postgres.prepare(template=template)
+        waits = self._launch_gateway(handle, request)
+        await postgres.run()
+        handle.stack.db_dsn = postgres.dsn
+        handle.checkout_env = {**handle.checkout_env, "DATABASE_URL": postgres.dsn}
+        handle.stack.instances = [
+            handle.launch_checkout(f"checkout-{i}", handle.checkout_env)
+            for i in range(1, request.instances + 1)]
+        waits += [(f"{i.base_url}/livez", handle._process(i.name), i.name)
+                  for i in handle.stack.instances]
+        for url, proc, what in waits:
+            await wait_http_ok(url, SERVICE_START_TIMEOUT_S, what, proc.exit_reason)
 
     @staticmethod
     def _spawn(handle: LocalStackHandle, request: StackRequest, name: str, module: str,

@@ -33,10 +33,12 @@ import pwd
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from lab.errors import BackendError
 from lab.services.checkout import schema
@@ -123,6 +125,17 @@ def server_identity(bindir: Path) -> str:
     return _identities[bindir]
 
 
+async def _cache_server() -> tuple[str, str | None, str]:
+    """The server a cache entry is built with: its identity, the unprivileged user it runs
+    as (None: this one), and who owns the entry's files."""
+    bindir = find_bindir()
+    user = _server_user()
+    if user is not None:
+        bindir = _bindir_reachable_by(bindir, user)
+    identity = await asyncio.to_thread(server_identity, bindir)
+    return identity, user, user or _user_name()
+
+
 async def seeded_data_dir(carts: int, items_per_cart: int, *, run_id: str, log_dir: Path,
                           root: Path | None = None) -> Path:
     """The data directory of a stopped server holding the seeded lab database: from the
@@ -132,12 +145,7 @@ async def seeded_data_dir(carts: int, items_per_cart: int, *, run_id: str, log_d
     if carts < 1 or items_per_cart < 1:
         raise ValueError("carts and items_per_cart must be >= 1")
     root = root or cache_root()
-    bindir = find_bindir()
-    user = _server_user()
-    if user is not None:
-        bindir = _bindir_reachable_by(bindir, user)
-    owner = user or _user_name()
-    identity = await asyncio.to_thread(server_identity, bindir)
+    identity, user, owner = await _cache_server()
     key = dataset_key(identity, owner, carts, items_per_cart)
     entry = entry_path(root, key)
     if valid_entry(entry, key):
@@ -149,6 +157,54 @@ async def seeded_data_dir(carts: int, items_per_cart: int, *, run_id: str, log_d
 
     facts = {"server": identity, "server_user": owner, "carts": carts,
              "items_per_cart": items_per_cart}
+    return await ensure_entry(entry, key, build, facts) / "data"
+
+
+async def own_data_dir(sql_files: Sequence[str], *, run_id: str, log_dir: Path,
+                       root: Path | None = None) -> Path:
+    """The data directory of a stopped server set up from the user's SQL files (run in
+    order on a fresh database): from the cache, keyed by the files' contents, or built into
+    it first. Copy it, as `seeded_data_dir`'s."""
+    root = root or cache_root()
+    identity, user, owner = await _cache_server()
+    texts = []
+    for name in sql_files:
+        try:
+            texts.append(Path(name).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise BackendError(f"stack.database.sql: cannot read {name}: {exc.strerror}") from None
+    parts = {"format": FORMAT, "kind": "own", "server": identity, "server_user": owner,
+             "sql": texts, "initdb": list(INITDB_ARGS), "settings": SERVER_SETTINGS,
+             "build_settings": BUILD_SETTINGS}
+    key = "own-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+    entry = entry_path(root, key)
+    if valid_entry(entry, key):
+        return entry / "data"
+    _make_root(root, user)
+
+    async def build(partial: Path) -> None:
+        server = PostgresServer(partial, run_id, log_dir, name="postgres-dataset-build",
+                                settings={**SERVER_SETTINGS, **BUILD_SETTINGS})
+        try:
+            await server.start()
+            conn = await asyncpg.connect(server.dsn)
+            try:
+                for name, text in zip(sql_files, texts, strict=True):
+                    try:
+                        await conn.execute(text)
+                    except asyncpg.PostgresError as exc:
+                        raise BackendError(f"stack.database.sql: {name} failed: "
+                                           f"{type(exc).__name__}: {exc}") from None
+            finally:
+                await conn.close()
+        except BaseException:
+            server.stop()
+            raise
+        if server.stop() != 0:
+            raise BackendError("the server that built your database did not stop cleanly; "
+                               "not caching it")
+
+    facts = {"server": identity, "server_user": owner, "sql": list(sql_files)}
     return await ensure_entry(entry, key, build, facts) / "data"
 
 

@@ -43,12 +43,14 @@ def drain_for(client_timeout: float) -> float:
 
 
 def next_instance_name(handle: StackHandle, taken: Collection[str] = ()) -> str:
-    """The first `checkout-N` past the instance count that no instance of this stack ever
-    had: neither running, nor in `taken`, nor known to the handle (it remembers the ones
-    it stopped — their exit code, their log — and refuses or misreads a reused name)."""
+    """The first `<prefix>-N` (`checkout-N` for the sample) past the instance count that
+    no instance of this stack ever had: neither running, nor in `taken`, nor known to the
+    handle (it remembers the ones it stopped — their exit code, their log — and refuses or
+    misreads a reused name)."""
     running = {i.name for i in handle.stack.instances}
     n = len(running) + 1
-    while (name := f"checkout-{n}") in running or name in taken or _known(handle, name):
+    prefix = handle.stack.instance_prefix
+    while (name := f"{prefix}-{n}") in running or name in taken or _known(handle, name):
         n += 1
     return name
 

@@ -46,6 +46,21 @@ def test_every_shipped_scenario_passes_and_points_at_the_schema(
     load_scenario_file(path)  # the header is a comment: the loader reads the file as before
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "examples" / "orders" / "scenarios").glob(
+    "*.yaml")), ids=lambda p: p.stem)
+def test_a_scenario_against_your_own_service_passes_with_its_own_variables(
+        validator: jsonschema.Draft202012Validator, path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert errors(validator, doc) == []
+    # Its config is its service's variables, not the sample's switches...
+    doc["variants"]["baseline"]["config"] = {"SHIPPING_FALLBACK": "estimate"}
+    assert errors(validator, doc) == []
+    # ...which the sample shop's scenario may not set.
+    sample = _pool()
+    sample["variants"]["baseline"]["config"] = {"SHIPPING_FALLBACK": "estimate"}
+    assert errors(validator, sample) != []
+
+
 def test_the_committed_schema_is_what_lab_schema_prints(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
@@ -66,7 +81,7 @@ def test_lab_schema_out_writes_the_file(tmp_path: Path) -> None:
 def test_the_enums_are_the_labs_own() -> None:
     defs = scenario_schema()["$defs"]
     assert defs["FaultSpec"]["properties"]["kind"]["enum"] == sorted(FAULT_KINDS)
-    switches = defs["Variant"]["properties"]["config"]["properties"]
+    switches = defs["SampleSwitches"]["properties"]
     assert set(switches) == {n for n, s in SWITCHES.items() if s.set_by_lab is None}
     assert switches and all(v["description"] for v in switches.values())
     # Each kind's params are its own Params model's.
