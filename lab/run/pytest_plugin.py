@@ -19,7 +19,7 @@ Locust stays a subprocess (the runner starts it); this plugin never imports it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,30 @@ def pytest_configure(config: pytest.Config) -> None:
         "built-in honest line")
 
 
+#: The first line of a scenario file that points an editor at the lab's schema.
+SCHEMA_HEADER = "# yaml-language-server: $schema="
+
+
+def is_scenario_file(file_path: Path, named: Collection[Path]) -> bool:
+    """A scenario, wherever it lives: in a folder named `scenarios`, named on the command
+    line, or carrying the schema header (`lab schema`) whatever its folder."""
+    if file_path.suffix not in (".yaml", ".yml"):
+        return False
+    if file_path.parent.name == "scenarios" or file_path.resolve() in named:
+        return True
+    try:
+        with file_path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return False
+    return first.startswith(SCHEMA_HEADER) and "scenario.schema.json" in first
+
+
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
-    if file_path.suffix == ".yaml" and file_path.parent.name == "scenarios":
+    config = parent.config
+    named = {(Path(config.invocation_params.dir) / a.split("::")[0]).resolve()
+             for a in config.args}
+    if is_scenario_file(file_path, named):
         wanted = parent.config.getoption("--lab-scenario")
         if wanted and file_path.stem not in wanted:
             return None

@@ -404,3 +404,24 @@ def test_pytest_plugin_marks_baseline_controls_and_mitigations(pytester: pytest.
     assert selected("reproduces") == ["baseline"]
     assert selected("shows_problem") == ["retries-without-keys", "swallow-errors"]
     assert selected("mitigation") == ["circuit-breaker", "fallback", "timeouts-retries"]
+
+
+def test_pytest_plugin_collects_scenario_files_wherever_they_live(
+        pytester: pytest.Pytester) -> None:
+    """A team keeps its scenarios beside its code: a file with the schema header in any
+    folder, or one named on the command line, is collected; other YAML is not."""
+    text = (DRILL.parents[2] / "scenarios" / "flaky-dependency.yaml").read_text()
+    incidents = pytester.path / "incidents"
+    incidents.mkdir()
+    (incidents / "flaky-dependency.yaml").write_text(text)
+    plain = pytester.path / "config"
+    plain.mkdir()
+    (plain / "flaky-dependency.yaml").write_text("\n".join(text.splitlines()[1:]))
+
+    def collected(*args: str) -> list[str]:
+        result = pytester.runpytest_inprocess("-p", "no:locust", "-p", "no:cacheprovider",
+                                              *args, "--collect-only", "-q")
+        return sorted(line.split("::")[0] for line in result.stdout.lines if "::" in line)
+
+    assert set(collected("incidents", "config")) == {"incidents/flaky-dependency.yaml"}
+    assert set(collected("config/flaky-dependency.yaml")) == {"config/flaky-dependency.yaml"}
