@@ -19,8 +19,17 @@ from typing import Any
 
 import asyncpg
 
+from lab.errors import ScenarioError
 from lab.load.ceiling import usable_cores
-from lab.scenario.physics import Calibration, Measurement, PhysicsSpec, size_load, slow_share
+from lab.load.own_requests import fill
+from lab.scenario.physics import (
+    Calibration,
+    Measurement,
+    OwnSlowPath,
+    PhysicsSpec,
+    size_load,
+    slow_share,
+)
 from lab.services.checkout.catalog import PRICES_QUERY
 from lab.services.checkout.db import CART_ITEMS_QUERY
 
@@ -41,23 +50,33 @@ async def _execution_ms(conn: asyncpg.Connection, query: str, *args: object,
     return float(plan[0]["Execution Time"])
 
 
-async def measure(dsn: str, slow_path: str, *, carts: int, pool: int, seed: int,
-                  key: tuple[Any, ...] = ()) -> Measurement:
+async def measure(dsn: str, slow_path: str | OwnSlowPath, *, carts: int, pool: int,
+                  seed: int, key: tuple[Any, ...] = ()) -> Measurement:
     """Time `slow_path` on the database at `dsn` (cached per process under `key`)."""
     cores = usable_cores()
-    cache_key = (*key, slow_path, carts, pool, cores)
+    cache_key = (*key, str(slow_path), carts, pool, cores)
     if key and cache_key in _measured:
         return _measured[cache_key]
     began = time.perf_counter()
     rng = random.Random(seed)
     conn = await asyncpg.connect(dsn)
     try:
-        if slow_path == "cart-lookup":
+        if isinstance(slow_path, OwnSlowPath):  # the user's query, with and without its index
+            runs = [[fill(a, rng) for a in slow_path.args] for _ in range(SAMPLES + 1)]
+            try:
+                slow = [await _execution_ms(conn, slow_path.query, *args, seq_scan_only=True)
+                        for args in runs]
+                healthy: list[float] | None = [
+                    await _execution_ms(conn, slow_path.query, *args) for args in runs]
+            except asyncpg.PostgresError as exc:
+                raise ScenarioError("physics.slow_path.query", [
+                    f"the query failed on your database: {type(exc).__name__}: {exc}"]) from None
+            probe = f"EXPLAIN ANALYZE, least of {SAMPLES}, index scans off"
+        elif slow_path == "cart-lookup":
             ids = [rng.randint(1, carts) for _ in range(SAMPLES + 1)]
             slow = [await _execution_ms(conn, CART_ITEMS_QUERY, c, seq_scan_only=True)
                     for c in ids]
-            healthy: list[float] | None = [
-                await _execution_ms(conn, CART_ITEMS_QUERY, c) for c in ids]
+            healthy = [await _execution_ms(conn, CART_ITEMS_QUERY, c) for c in ids]
             probe = f"EXPLAIN ANALYZE, least of {SAMPLES}, sequential scan"
         elif slow_path == "catalog-aggregate":
             slow = [await _execution_ms(conn, PRICES_QUERY)

@@ -17,7 +17,7 @@ from lab.load.capacity import Capacity, RateRefused, measure_capacity, refusal
 from lab.load.ceiling import read_ceiling, workers_for
 from lab.records.sampler import Sampler
 from lab.scenario.models import LoadSpec, Scenario
-from lab.scenario.physics import Calibration
+from lab.scenario.physics import Calibration, OwnSlowPath
 from lab.services.checkout.switches import read_switches
 from lab.stack.base import LoadGenerator, StackHandle
 from lab.stack.dependency_check import check_dependencies_used
@@ -107,7 +107,9 @@ async def calibrate_scenario(scenario: Scenario, backend: str, dsn: str) -> Cali
     """Size a `rate: calibrated` load on this machine (lab.scenario.physics, lab.load.calibrate)."""
     if scenario.physics is None:
         return None
-    pool = int(str(service_settings(scenario.variant_env("baseline"))["DB_POOL_MAX"]))
+    slow_path = scenario.physics.slow_path
+    pool = (slow_path.pool if isinstance(slow_path, OwnSlowPath) else
+            int(str(service_settings(scenario.variant_env("baseline"))["DB_POOL_MAX"])))
     seed = scenario.stack.seed
     return await calibrate(
         dsn, scenario.physics, endpoints=[(e.name, e.weight) for e in scenario.load.endpoints],

@@ -207,13 +207,14 @@ def _mechanism(scenario: Scenario, variant: str, records: list[RequestRecord],
     reproduces = variant == "baseline" or scenario.variants[variant].shows_problem
     if scenario.physics is None and (passed or not reproduces):
         return None
-    if scenario.stack.service is not None:
+    if scenario.stack.service is not None or (
+            scenario.physics is not None and not isinstance(scenario.physics.slow_path, str)):
         return None  # its terms (the pool, the session's TTL) are the sample shop's
 
     before = [s for s in samples if s.t < windows.fault_start]
     last_round = max((s.round for s in before), default=None)
     figures = mechanism(
-        None if scenario.physics is None else scenario.physics.slow_path, records, samples,
+        None if scenario.physics is None else str(scenario.physics.slow_path), records, samples,
         (windows.fault_start, windows.fault_end), service_settings(scenario.variant_env(variant)),
         before_samples=[s for s in before if s.round == last_round],
         before=(windows.load_start, windows.fault_start),

@@ -113,6 +113,10 @@ def load_scenario_file(path: Path) -> Scenario:
     problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
     problems += _data_dir_problems(scenario)
     problems += own_stack_problems(scenario, path.parent) if own else _switch_problems(scenario)
+    if not own and scenario.physics is not None and not isinstance(
+            scenario.physics.slow_path, str):
+        problems.append("physics.slow_path: a query of your own is for your own service "
+                        "(stack.service); the sample's are cart-lookup and catalog-aggregate")
     if not problems:
         for name in scenario.variants:
             problems += params_problems(
@@ -172,9 +176,6 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
                         f"{where}.unset: {var} is not given to the service (not in "
                         "stack.service.env or stack.config), so a deploy without it would "
                         "be the same version")
-    if scenario.physics is not None:
-        problems.append("physics: not yet available for your own service; give `load.rate` "
-                        "or `users` instead")
     return sorted(set(problems), key=problems.index)
 
 

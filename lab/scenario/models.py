@@ -38,7 +38,7 @@ from lab.scenario.expectations import AnyExpectation, LatencyExpectation
 from lab.scenario.expectations import Bound as Bound
 from lab.scenario.expectations import Expectation as Expectation
 from lab.scenario.expectations import window_offset as window_offset
-from lab.scenario.physics import SLOW_PATHS, PhysicsSpec
+from lab.scenario.physics import PhysicsSpec, slow_path_of
 from lab.scenario.units import (
     RATE_EXAMPLES,
     RATE_SCHEMA,
@@ -539,9 +539,13 @@ class Scenario(_Strict):
             if not self.load.calibrated:
                 raise ValueError("a scenario with 'physics' sizes its load from it: set "
                                  "load.rate to 'calibrated'")
-            endpoint = SLOW_PATHS[self.physics.slow_path].endpoint
+            if self.stack.service is not None and isinstance(self.physics.slow_path, str):
+                raise ValueError(f"physics.slow_path: '{self.physics.slow_path}' is the sample "
+                                 "shop's; state your own (endpoint, query, args, pool)")
+            path = slow_path_of(self.physics.slow_path)
+            endpoint = path.endpoint
             if endpoint not in {e.name for e in self.load.endpoints}:
-                raise ValueError(f"physics.slow_path {self.physics.slow_path!r} runs on "
+                raise ValueError(f"physics.slow_path {path.name!r} runs on "
                                  f"'{endpoint}' requests, which load.endpoints never sends")
             if "max_in_flight" in self.load.model_fields_set and self.physics.longest_wait:
                 raise ValueError("give either load.max_in_flight or physics.longest_wait "

@@ -55,6 +55,30 @@ SLOW_PATHS: dict[str, SlowPath] = {
 }
 
 
+class OwnSlowPath(BaseModel):
+    """The user's own slow path (a scenario against their service): the query their
+    service runs for `endpoint`, timed here as the sample's cart lookup is — with index
+    scans off (the index gone) and as it is — and the pool it runs on, which the lab
+    cannot read off a service it did not write, so the scenario states it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(description="the request (load.endpoints' name) that runs it")
+    query: str = Field(min_length=1, description="the SQL the service runs, $1… for args")
+    args: list[Any] = Field(default_factory=list,
+                            description="its arguments; {int:A:B} draws one per run")
+    pool: int = Field(ge=1, le=10_000, description="the service's pool size (declared)")
+    what: str = Field("your query without its index", min_length=1)
+
+    def path(self) -> SlowPath:
+        return SlowPath("own", self.endpoint, self.what, "with its index")
+
+
+def slow_path_of(slow_path: str | OwnSlowPath) -> SlowPath:
+    """The slow path a scenario's `physics.slow_path` names (the sample's) or states."""
+    return slow_path.path() if isinstance(slow_path, OwnSlowPath) else SLOW_PATHS[slow_path]
+
+
 class PhysicsSpec(BaseModel):
     """What the incident needs, in its own terms (a scenario's `physics:`).
 
@@ -71,7 +95,7 @@ class PhysicsSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slow_path: SlowPathName
+    slow_path: SlowPathName | OwnSlowPath
     fault_demand: float = Field(ge=1.2, le=50, description="arrivals ÷ slow-path capacity")
     longest_wait: Duration | None = Field(
         None, description="cap on requests in flight = capacity × this")
@@ -116,6 +140,10 @@ class Calibration:
     max_healthy_use: float
     limited_by: str | None  # "max_rate" when the generator cap bounded the rate
     took_s: float
+    #: How the report names the measured cost, and the healthy one (the path's words).
+    what: str = ""
+    healthy_what: str | None = None
+    burst: bool = False
 
     @property
     def headroom_ok(self) -> bool:
@@ -127,27 +155,30 @@ class Calibration:
 
 def calibration_text(c: Mapping[str, Any]) -> str:
     """One line: what was measured and the load sized from it (a Calibration's JSON)."""
-    path = SLOW_PATHS[c["slow_path"]]
+    known = SLOW_PATHS.get(c["slow_path"])
+    what = c.get("what") or (known.what if known else c["slow_path"])
+    healthy = c.get("healthy_what") or (known.healthy if known else "")
+    burst = c.get("burst", known.burst if known else False)
     share = c["slow_share"]
-    at_once = (f"a burst against the pool's {c['pool']}" if path.burst else
+    at_once = (f"a burst against the pool's {c['pool']}" if burst else
                f"{c['parallel']} at once (min of pool {c['pool']}, {c['cores']} cores)")
-    line = (f"{path.what} {c['slow_cost_ms']:.1f} ms ({c['probe']}); {at_once} → capacity "
+    line = (f"{what} {c['slow_cost_ms']:.1f} ms ({c['probe']}); {at_once} → capacity "
             f"{c['capacity_per_s']:.0f}/s; load {c['rate_per_s']:.0f}/s "
             f"({c['fault_demand']:g}× the capacity"
             + (f", {share:.0%} of arrivals on it" if share < 1 else "")
             + f"), at most {c['max_in_flight']} in flight")
     if c.get("healthy_use") is not None:
-        line += (f"; before the fault {c['healthy_cost_ms']:.2f} ms {path.healthy} → pool "
+        line += (f"; before the fault {c['healthy_cost_ms']:.2f} ms {healthy} → pool "
                  f"use {c['healthy_use']:.1%} (at most {c['max_healthy_use']:.0%})")
     if c.get("limited_by"):
         line += f"; rate held at {c['limited_by']}"
     return line
 
 
-def slow_share(endpoints: Sequence[tuple[str, int]], slow_path: str) -> float:
+def slow_share(endpoints: Sequence[tuple[str, int]], slow_path: str | OwnSlowPath) -> float:
     """The share of arrivals that take the slow path, from the load's endpoint weights."""
     total = sum(w for _, w in endpoints)
-    slow = sum(w for kind, w in endpoints if kind == SLOW_PATHS[slow_path].endpoint)
+    slow = sum(w for kind, w in endpoints if kind == slow_path_of(slow_path).endpoint)
     return slow / total if total else 0.0
 
 
@@ -160,7 +191,8 @@ def size_load(spec: PhysicsSpec, m: Measurement, share: float,
     # (the checkout warms its price list with the same aggregate as it starts) only adds.
     cost_ms = min(m.slow_ms)
     healthy_ms = min(m.healthy_ms) if m.healthy_ms else None
-    parallel = m.pool if SLOW_PATHS[spec.slow_path].burst else max(1, min(m.pool, m.cores))
+    path = slow_path_of(spec.slow_path)
+    parallel = m.pool if path.burst else max(1, min(m.pool, m.cores))
     capacity = parallel / (cost_ms / 1000.0)
     slow_rate = spec.fault_demand * capacity
     rate = slow_rate / share
@@ -174,13 +206,14 @@ def size_load(spec: PhysicsSpec, m: Measurement, share: float,
     healthy_use = (None if healthy_ms is None
                    else rate * share * (healthy_ms / 1000.0) / m.pool)
     return Calibration(
-        slow_path=spec.slow_path, probe=m.probe, slow_cost_ms=round(cost_ms, 3),
+        slow_path=path.name, probe=m.probe, slow_cost_ms=round(cost_ms, 3),
         healthy_cost_ms=None if healthy_ms is None else round(healthy_ms, 3),
         samples_ms=[round(x, 3) for x in m.slow_ms], cores=m.cores, pool=m.pool,
         parallel=parallel, capacity_per_s=round(capacity, 2), slow_share=round(share, 4),
         fault_demand=spec.fault_demand, rate_per_s=round(rate, 2), max_in_flight=cap,
         healthy_use=None if healthy_use is None else round(healthy_use, 4),
         max_healthy_use=spec.max_healthy_use, limited_by=limited_by, took_s=round(m.took_s, 3),
+        what=path.what, healthy_what=path.healthy, burst=path.burst,
     )
 
 

@@ -74,6 +74,13 @@ def deploy() -> Iterator[dict[str, Any]]:
     yield variants
 
 
+@pytest.fixture(scope="module")
+def index() -> Iterator[dict[str, Any]]:
+    code, output, variants = run_file(EXAMPLE / "scenarios" / "index-dropped.yaml")
+    assert code == 0, output
+    yield variants
+
+
 def failed(v: dict[str, Any]) -> list[str]:
     return [f"{e['text']}: {e['measured']}" for e in v["expectations"] if not e["passed"]]
 
@@ -122,6 +129,34 @@ def test_startup_validation_stops_the_roll_out(deploy: dict[str, Any]) -> None:
     assert facts["deploy"] == "failed" and facts["deploy_exit_code"] == 78
     assert facts["deploy_stderr_line"] == "STARTUP_FAILURE missing SHIPPING_API_KEY"
     assert facts["in_rotation_after_revert"] == ["app-1"]
+
+
+def test_a_dropped_index_exhausts_the_pool_by_its_physics(index: dict[str, Any]) -> None:
+    v = index["baseline"]
+    assert v["verdict"] == "PASS", failed(v)
+    c = v["calibration"]
+    # The load was sized from the service's own query, timed here, and the declared pool.
+    assert c["slow_path"] == "own" and c["pool"] == 5 and c["slow_share"] == 1.0
+    assert c["slow_cost_ms"] > 10 * c["healthy_cost_ms"]  # a scan against an index lookup
+    assert v["load"]["rate_per_s"] == pytest.approx(c["rate_per_s"], rel=0.01)
+    fault = v["windows"]["fault"]
+    assert fault["by_status"].get("500", 0) >= 0.3 * fault["total"]
+    facts = v["evidence"]["facts"]
+    assert facts["absent_during_fault"] is True and facts["present_after_revert"] is True
+
+
+def test_pool_and_statement_timeouts_turn_the_500s_into_503s(index: dict[str, Any]) -> None:
+    v = index["timeouts-503"]
+    assert v["verdict"] == "PASS", failed(v)
+    fault = v["windows"]["fault"]
+    assert fault["by_status"].get("500", 0) == 0
+    assert fault["retry_after"]["503"] == fault["by_status"]["503"] >= 1
+
+
+def test_the_fixed_migration_keeps_every_order(index: dict[str, Any]) -> None:
+    v = index["index-restored"]
+    assert v["verdict"] == "PASS", failed(v)
+    assert v["evidence"]["facts"]["absent_during_fault"] is False
 
 
 def variant_of(tmp_path: Path, source: str, **changes: Any) -> Path:

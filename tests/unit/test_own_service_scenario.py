@@ -120,3 +120,29 @@ def test_fill_makes_each_request_unique() -> None:
     assert re.fullmatch(r"SKU-[1-9]", a["sku"])
     assert a["key"] != b["key"] and re.fullmatch(r"[0-9a-f]{32}", a["key"])
     assert a["items"] == [{"qty": 2}] and a["note"] == "as written"
+
+
+def test_your_own_slow_path_sizes_the_load_from_your_query() -> None:
+    from lab.scenario.physics import Measurement, calibration_text, size_load
+
+    scenario = load_scenario_file(EXAMPLE / "index-dropped.yaml")
+    assert scenario.physics is not None
+    m = Measurement(probe="EXPLAIN ANALYZE, least of 5, index scans off",
+                    slow_ms=[50.0, 47.0, 49.0], healthy_ms=[0.05, 0.04], cores=2, pool=5,
+                    took_s=0.3)
+    c = size_load(scenario.physics, m, share=1.0, default_max_in_flight=2000)
+    # min(pool 5, 2 cores) at once, each for the least cost: 2 / 0.047 s = 42.6/s.
+    assert c.capacity_per_s == pytest.approx(42.55, abs=0.01)
+    assert c.rate_per_s == pytest.approx(2.5 * 42.55, abs=0.1)
+    assert c.max_in_flight == 107  # capacity × longest_wait 2.5 s
+    text = calibration_text(c.to_json())
+    assert text.startswith("loyalty count without its index 47.0 ms")
+    assert "0.04 ms with its index" in text
+
+
+def test_the_sample_shops_slow_path_is_refused_for_your_service(tmp_path: Path) -> None:
+    path = own(tmp_path, **{
+        "physics": {"slow_path": "cart-lookup", "fault_demand": 2.5},
+        "load.rate": "calibrated"})
+    assert problems(path) == ["(top level): physics.slow_path: 'cart-lookup' is the sample "
+                              "shop's; state your own (endpoint, query, args, pool)"]
