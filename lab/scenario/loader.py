@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,17 @@ from lab.scenario.expectations import KINDS
 from lab.scenario.models import PYTHON_PLACEHOLDER, Scenario
 from lab.services.checkout.switches import SWITCHES, ConfigError, read_switches, unknown_variable
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+
+def _shipped_scenarios() -> Path:
+    """The shipped scenarios: the checkout's `scenarios/`, or where a wheel installs them
+    (its data files, `<prefix>/share/chaoslab/scenarios`, pyproject's data-files)."""
+    checkout = Path(__file__).resolve().parents[2] / "scenarios"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "chaoslab" / "scenarios"
+
+
+SCENARIO_DIR = _shipped_scenarios()
 
 _KIND_TAGS = frozenset(k.kind for k in KINDS)
 
