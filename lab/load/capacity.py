@@ -115,8 +115,9 @@ def refusal(rate: float, capacity: Capacity, *, physics: bool) -> str | None:
     limit = MAX_UTILISATION * capacity.answers_per_s
     if rate <= limit:
         return None
-    knob = ("grow the data set (stack.seed) so the slow path needs fewer arrivals, or lower "
-            "physics.fault_demand" if physics else "lower load.rate")
+    knob = ("grow the data set (stack.seed, or your seed in stack.database.sql) so the slow "
+            "path needs fewer arrivals, or lower physics.fault_demand"
+            if physics else "lower load.rate")
     return (f"load.rate: {rate:g} arrivals/s is more than this machine's healthy stack "
             f"serves: it answered {capacity.answers_per_s:g}/s under a closed-loop burst of "
             f"{capacity.users} users, and the open model may use at most "

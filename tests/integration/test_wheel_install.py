@@ -1,7 +1,7 @@
 """The lab installed as a team installs it: a wheel built from this checkout, in a fresh
 virtualenv elsewhere, used from a folder that is not the checkout. Its `lab` finds the
-shipped scenarios (a wheel's data files, not the source tree) and runs one of them with
-the services as the wheel installed them.
+shipped scenarios (a wheel's data files, not the source tree), and runs a team's own
+scenario from the team's folder with the router, proxy and load the wheel installed.
 
 The fresh virtualenv borrows the lab's installed dependencies through a .pth file instead
 of downloading them again (the checkout's own editable install is not among them: a .pth
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -70,9 +71,13 @@ def test_the_wheel_finds_the_shipped_scenarios(installed: Path, tmp_path: Path,
     assert checked.stdout.count(": ok (") == len(SHIPPED)
 
 
-def test_the_wheel_runs_a_shipped_scenario_from_elsewhere(installed: Path, tmp_path: Path,
-                                                           runs_root: Path) -> None:
-    run = lab(installed, "run", "missing-env-var", "--variant", "baseline", cwd=tmp_path,
-              runs_root=runs_root, timeout=300)
+def test_the_wheel_runs_your_own_scenario_from_your_folder(installed: Path, tmp_path: Path,
+                                                          runs_root: Path) -> None:
+    """A team's project: the example service and its scenarios copied out of the checkout,
+    run by the installed lab (its router, fault proxy and load from the wheel)."""
+    project = tmp_path / "orders"
+    shutil.copytree(REPO / "examples" / "orders", project)
+    run = lab(installed, "run", "scenarios/dependency-outage.yaml", "--variant", "baseline",
+              cwd=project, runs_root=runs_root, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"^baseline +PASS ", run.stdout, re.M), run.stdout
