@@ -34,6 +34,7 @@ from lab.stack.base import (
     wait_http_ok,
 )
 from lab.stack.controls import HttpProxyControl, HttpRouterControl
+from lab.stack.local_proxy import start_proxy
 from lab.stack.pgdata import DataCopyPlace, place_data_copy, seeded_data_dir
 from lab.stack.postgres import PostgresServer
 from lab.system.ports import free_port
@@ -288,17 +289,18 @@ class LocalBackend:
         """Start the gateway stub and the fault proxy in front of it (their imports
         overlap); set the checkouts' way to the gateway; return what to wait for."""
         api_key = f"sk_lab_{secrets.token_hex(12)}"
-        pay_port, proxy_port, proxy_admin = (free_port() for _ in range(3))
+        pay_port = free_port()
         payments = self._spawn(handle, request, "payments", "lab.services.payments",
                                {"PAYMENTS_PORT": str(pay_port), "PAYMENTS_API_KEY": api_key})
-        proxy = self._spawn(handle, request, "proxy", "lab.services.proxy", {
-            "PROXY_LISTEN_PORT": str(proxy_port), "PROXY_ADMIN_PORT": str(proxy_admin),
-            "PROXY_UPSTREAM": f"127.0.0.1:{pay_port}", "PROXY_SEED": str(request.seed)})
+        fault_proxy = start_proxy("proxy", f"127.0.0.1:{pay_port}", seed=request.seed,
+                                  run_id=request.run_id, log_dir=handle.logs)
+        proxy = fault_proxy.process
+        handle.processes.append(proxy)
         handle.checkout_env = {
-            "PAYMENT_URL": f"http://127.0.0.1:{proxy_port}", "PAYMENT_API_KEY": api_key,
+            "PAYMENT_URL": fault_proxy.url, "PAYMENT_API_KEY": api_key,
             **request.checkout_env,
         }
-        handle.proxy_admin = f"http://127.0.0.1:{proxy_admin}"
+        handle.proxy_admin = fault_proxy.admin_url
         handle.stack.services = [
             ServiceInstance("proxy", handle.proxy_admin, "proxy"),
             ServiceInstance("payments", f"http://127.0.0.1:{pay_port}", "payments"),

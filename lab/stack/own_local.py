@@ -13,7 +13,6 @@ local backend's `up()` owns the teardown: everything started here is on the hand
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -27,10 +26,11 @@ from lab.stack.base import (
     StackRequest,
     wait_http_ok,
 )
+from lab.stack.local_proxy import start_proxy
 from lab.stack.pgdata import DataCopyPlace, own_data_dir, place_data_copy
 from lab.stack.postgres import PostgresServer
 from lab.system.ports import free_port
-from lab.system.processes import ManagedProcess, python_env
+from lab.system.processes import ManagedProcess
 
 #: Instances of the user's service are `app-1`, `app-2`, … (the sample's are `checkout-N`).
 INSTANCE_PREFIX = "app"
@@ -134,18 +134,13 @@ async def bring_up(handle: OwnHandle, request: StackRequest, cache: Path | None)
                                        dict(dep.process.env))
             waits.append((f"http://127.0.0.1:{port}{dep.process.health}", proc,
                           f"dependency {dep.name!r}", dep.process.ready_timeout_s))
-        proxy_port, admin_port = free_port(), free_port()
-        proxy = ManagedProcess(
-            f"proxy-{dep.name}", [sys.executable, "-m", "lab.services.proxy"],
-            env=python_env({"PROXY_LISTEN_PORT": str(proxy_port),
-                            "PROXY_ADMIN_PORT": str(admin_port),
-                            "PROXY_UPSTREAM": _upstream(dep, port),
-                            "PROXY_SEED": str(request.seed)}),
-            run_id=request.run_id, log_dir=handle.logs)
-        handle.processes.append(proxy)
-        admin = f"http://127.0.0.1:{admin_port}"
-        waits.append((f"{admin}/health", proxy, f"the fault proxy for {dep.name!r}", 20.0))
-        wiring[dep.url_env] = f"http://127.0.0.1:{proxy_port}"
+        proxy = start_proxy(f"proxy-{dep.name}", _upstream(dep, port), seed=request.seed,
+                            run_id=request.run_id, log_dir=handle.logs)
+        handle.processes.append(proxy.process)
+        admin = proxy.admin_url
+        waits.append((f"{admin}/health", proxy.process, f"the fault proxy for {dep.name!r}",
+                      20.0))
+        wiring[dep.url_env] = proxy.url
         if i == 0:  # the one the dependency faults act on
             handle.proxy_admin = admin
         handle.stack.services = [*handle.stack.services,
