@@ -4,12 +4,14 @@ It is an example of a service chaoslab did not write for itself: it imports noth
 the lab, uses Flask on werkzeug's threaded server and psycopg 3 with psycopg_pool, and
 calls a shipping-quote dependency over HTTP with the standard library.
 
-Run it with ``python orders_service.py``. It binds 127.0.0.1 only and prints
-``orders listening on 127.0.0.1:<port>`` to stdout once it serves.
+Run it with ``python orders_service.py``. It binds 127.0.0.1 unless ORDERS_HOST says
+otherwise, and prints ``orders listening on <host>:<port>`` to stdout once it serves.
 
 Environment variables
 ---------------------
-ORDERS_PORT              required. The port to listen on (on 127.0.0.1).
+ORDERS_PORT              required. The port to listen on.
+ORDERS_HOST              default 127.0.0.1. The address to listen on (0.0.0.0 in a
+                         container, so other containers of its network reach it).
 DATABASE_URL             required. A libpq URL, e.g. postgresql://user@127.0.0.1:5432/db.
 SHIPPING_URL             required. Base URL of the shipping-quote dependency,
                          e.g. http://127.0.0.1:9000 (the service calls GET /quote on it).
@@ -91,7 +93,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.serving import make_server
 
-HOST = "127.0.0.1"
+HOST = os.environ.get("ORDERS_HOST", "").strip() or "127.0.0.1"
 EX_CONFIG = 78
 
 CUSTOMER_QUERY = "SELECT zip FROM customers WHERE id = %s"

@@ -1,11 +1,12 @@
 """shipping_stub: the shipping-quote dependency of the orders service, standard library only.
 
-Run it with ``python shipping_stub.py``. It binds 127.0.0.1 only and prints
-``shipping stub listening on 127.0.0.1:<port>`` to stdout once it serves.
+Run it with ``python shipping_stub.py``. It binds 127.0.0.1 unless SHIPPING_HOST says
+otherwise, and prints ``shipping stub listening on <host>:<port>`` to stdout once it serves.
 
 Environment variables
 ---------------------
-SHIPPING_PORT     required. The port to listen on (on 127.0.0.1).
+SHIPPING_PORT     required. The port to listen on.
+SHIPPING_HOST     default 127.0.0.1. The address to listen on (0.0.0.0 in a container).
 SHIPPING_API_KEY  optional. When set, a quote needs header X-Api-Key equal to it; when
                   unset (or empty), any non-empty X-Api-Key is accepted.
 
@@ -31,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-HOST = "127.0.0.1"
+HOST = os.environ.get("SHIPPING_HOST", "").strip() or "127.0.0.1"
 
 
 class QuoteHandler(BaseHTTPRequestHandler):

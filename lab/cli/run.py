@@ -51,6 +51,20 @@ def run_plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:
     return plan
 
 
+def declaration_problems(plan: list[tuple[Scenario, list[str]]], backend: str) -> None:
+    """What a backend needs of an own-service declaration that the file alone cannot say
+    (the docker backend runs it from a compose file): exit 2 before anything starts."""
+    if backend != "docker":
+        return
+    from lab.stack.docker.own import docker_problems
+    from lab.stack.wiring import own_stack
+
+    for scenario, _variants in plan:
+        own = own_stack(scenario)
+        if own is not None and (problems := docker_problems(own)):
+            raise ScenarioError(scenario.source or scenario.name, problems)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Here, not at the top: they pull in aiohttp and asyncpg, which `lab check` and
     # `lab list` never need (a test holds `lab check` to that).
@@ -66,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err(f"each variant's load waits for {args.remote_workers} worker(s): run `lab worker "
              f"--master {args.master}` on each load machine")
     backend = backend_named(args.backend)
+    declaration_problems(plan, backend.name)
     events = RunEvents()
     events.skipped.add_listener(lambda s: err(f"skipping {s.scenario}: {s.reason}"))
     repeat: int = args.repeat

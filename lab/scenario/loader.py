@@ -153,6 +153,8 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
         problem = _program_problem(argv[0], folder)
         if problem:
             problems.append(f"{where}: {problem}")
+    if stack.compose is not None:
+        problems += _compose_problems(scenario, folder)
     for i, name in enumerate(stack.database.sql if stack.database else []):
         if not (folder / name).is_file():
             problems.append(f"stack.database.sql.{i}: no file {name} next to the scenario "
@@ -188,6 +190,31 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
                         "stack.service.env or stack.config), so a deploy without it would "
                         "be the same version")
     return sorted(set(problems), key=problems.index)
+
+
+def _compose_problems(scenario: Scenario, folder: Path) -> list[str]:
+    """The compose file exists, is YAML with services, and has each service named. Only its
+    service names are read here; the machine's Compose resolves the rest when the docker
+    backend runs it."""
+    stack = scenario.stack
+    assert stack.compose is not None and stack.service is not None
+    path = folder / stack.compose.file
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError:
+        return [f"stack.compose.file: no file {stack.compose.file} next to the scenario "
+                f"(looked in {shown_path(str(folder))})"]
+    except yaml.YAMLError as exc:
+        return [f"stack.compose.file: {stack.compose.file} is not YAML: {exc}"]
+    services = doc.get("services") if isinstance(doc, dict) else None
+    if not isinstance(services, dict):
+        return [f"stack.compose.file: {stack.compose.file} has no `services:`"]
+    named = [("stack.service.compose_service", stack.service.compose_service)] + [
+        (f"stack.dependencies.{d.name}.compose_service", d.compose_service)
+        for d in stack.dependencies]
+    return [f"{where}: {stack.compose.file} has no service {name!r} (it has: "
+            f"{', '.join(sorted(services))})"
+            for where, name in named if name is not None and name not in services]
 
 
 def _program_problem(program: str, folder: Path) -> str | None:

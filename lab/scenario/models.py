@@ -117,6 +117,7 @@ class DataVolumeSpec(_Strict):
 
 EnvKey = Annotated[str, Field(pattern=_ENV_KEY)]
 _PATH = r"^/[^\s]*$"
+_COMPOSE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 #: In a command, the interpreter the lab runs under (its virtualenv's python).
 PYTHON_PLACEHOLDER = "{python}"
 
@@ -132,6 +133,12 @@ class ProcessSpec(_Strict):
     health: str = Field("/health", pattern=_PATH, description="answers 200 once it is up")
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict)
     ready_timeout: Duration = 30.0
+    host_env: EnvKey | None = Field(
+        None, description="a variable the lab sets to the address to listen on (127.0.0.1 "
+        "as a local process, 0.0.0.0 in a container on the lab's network)")
+    compose_service: str | None = Field(
+        None, pattern=_COMPOSE_NAME, description="on the docker backend: the service of "
+        "`stack.compose.file` whose image, command and environment this runs")
 
 
 class ServiceSpec(ProcessSpec):
@@ -167,6 +174,11 @@ class DependencySpec(_Strict):
     url: str | None = Field(None, pattern=r"^http://[^\s/]+(:[0-9]+)?/?$")
     allow_remote: bool = Field(
         False, description="allow a `url` on another host than 127.0.0.1 (said explicitly)")
+    host_env: EnvKey | None = Field(
+        None, description="a variable the lab sets to the address to listen on")
+    compose_service: str | None = Field(
+        None, pattern=_COMPOSE_NAME,
+        description="on the docker backend: the service of `stack.compose.file` it runs")
 
     @model_validator(mode="after")
     def _started_or_reached(self) -> DependencySpec:
@@ -184,6 +196,15 @@ class DependencySpec(_Strict):
         return self
 
 
+class ComposeSpec(_Strict):
+    """The user's compose file, for the docker backend: the lab builds and reads it with
+    the machine's own Compose (never writes it) and runs the services the scenario names
+    from it (`compose_service`) on a network of its own, with its own database and fault
+    proxies wired in."""
+
+    file: str = Field(min_length=1, description="from the scenario file's folder")
+
+
 class StackSpec(_Strict):
     instances: int = Field(1, ge=1, le=4, description="service instances behind the router")
     config: dict[EnvKey, EnvValue] = Field(default_factory=dict)
@@ -194,12 +215,14 @@ class StackSpec(_Strict):
         None, description="the user's own service (absent: the sample shop)")
     database: DatabaseSpec | None = None
     dependencies: list[DependencySpec] = Field(default_factory=list)
+    compose: ComposeSpec | None = None
 
     @model_validator(mode="after")
     def _own_parts_need_own_service(self) -> StackSpec:
-        if self.service is None and (self.database is not None or self.dependencies):
-            raise ValueError("`database` and `dependencies` describe the user's own "
-                             "service: declare it in `service` too")
+        if self.service is None and (self.database is not None or self.dependencies
+                                     or self.compose is not None):
+            raise ValueError("`database`, `dependencies` and `compose` describe the user's "
+                             "own service: declare it in `service` too")
         if self.service is not None and self.data_volume is not None:
             raise ValueError("data_volume: not yet available for your own service")
         names = [d.name for d in self.dependencies]

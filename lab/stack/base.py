@@ -42,6 +42,10 @@ class OwnProcess:
     health: str
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 30.0
+    #: The variable the backend sets to the address to listen on (None: not settable).
+    host_env: str | None = None
+    #: The service of the user's compose file the docker backend runs it from.
+    compose_service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class OwnStack:
     db_url_env: str | None = None
     sql_files: tuple[str, ...] = ()
     dependencies: tuple[OwnDependency, ...] = ()
+    #: The user's compose file (absolute), for the docker backend.
+    compose_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,11 @@ def start_process(handle: OwnHandle, name: str, spec: OwnProcess,
                   env: dict[str, str]) -> tuple[ManagedProcess, int]:
     """Launch one of the user's processes on a port of its own; the process and port."""
     port = free_port()
+    bound = {spec.port_env: str(port)}
+    if spec.host_env:
+        bound[spec.host_env] = "127.0.0.1"
     try:
-        proc = ManagedProcess(name, list(spec.argv),
-                              env=user_env({**env, spec.port_env: str(port)}),
+        proc = ManagedProcess(name, list(spec.argv), env=user_env({**env, **bound}),
                               run_id=handle.run_id, log_dir=handle.logs, cwd=Path(spec.cwd))
     except OSError as exc:
         raise BackendError(f"{name}: {exc}") from None

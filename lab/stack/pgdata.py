@@ -160,6 +160,31 @@ async def seeded_data_dir(carts: int, items_per_cart: int, *, run_id: str, log_d
     return await ensure_entry(entry, key, build, facts) / "data"
 
 
+def read_sql_files(sql_files: Sequence[str]) -> list[str]:
+    """The user's SQL files' texts; one that cannot be read is named."""
+    texts = []
+    for name in sql_files:
+        try:
+            texts.append(Path(name).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise BackendError(f"stack.database.sql: cannot read {name}: {exc.strerror}") from None
+    return texts
+
+
+async def apply_sql(dsn: str, sql_files: Sequence[str], texts: Sequence[str]) -> None:
+    """Run the user's SQL files in order on `dsn`; the one that fails is named."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name, text in zip(sql_files, texts, strict=True):
+            try:
+                await conn.execute(text)
+            except asyncpg.PostgresError as exc:
+                raise BackendError(f"stack.database.sql: {name} failed: "
+                                   f"{type(exc).__name__}: {exc}") from None
+    finally:
+        await conn.close()
+
+
 async def own_data_dir(sql_files: Sequence[str], *, run_id: str, log_dir: Path,
                        root: Path | None = None) -> Path:
     """The data directory of a stopped server set up from the user's SQL files (run in
@@ -167,12 +192,7 @@ async def own_data_dir(sql_files: Sequence[str], *, run_id: str, log_dir: Path,
     it first. Copy it, as `seeded_data_dir`'s."""
     root = root or cache_root()
     identity, user, owner = await _cache_server()
-    texts = []
-    for name in sql_files:
-        try:
-            texts.append(Path(name).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise BackendError(f"stack.database.sql: cannot read {name}: {exc.strerror}") from None
+    texts = read_sql_files(sql_files)
     parts = {"format": FORMAT, "kind": "own", "server": identity, "server_user": owner,
              "sql": texts, "initdb": list(INITDB_ARGS), "settings": SERVER_SETTINGS,
              "build_settings": BUILD_SETTINGS}
@@ -187,16 +207,7 @@ async def own_data_dir(sql_files: Sequence[str], *, run_id: str, log_dir: Path,
                                 settings={**SERVER_SETTINGS, **BUILD_SETTINGS})
         try:
             await server.start()
-            conn = await asyncpg.connect(server.dsn)
-            try:
-                for name, text in zip(sql_files, texts, strict=True):
-                    try:
-                        await conn.execute(text)
-                    except asyncpg.PostgresError as exc:
-                        raise BackendError(f"stack.database.sql: {name} failed: "
-                                           f"{type(exc).__name__}: {exc}") from None
-            finally:
-                await conn.close()
+            await apply_sql(server.dsn, sql_files, texts)
         except BaseException:
             server.stop()
             raise

@@ -39,7 +39,8 @@ def own_process(spec: ProcessSpec | DependencySpec, folder: Path, python: str) -
     assert spec.command is not None and spec.port_env is not None
     argv = tuple(python if a == PYTHON_PLACEHOLDER else a for a in spec.command)
     return OwnProcess(argv=argv, cwd=str(folder), port_env=spec.port_env, health=spec.health,
-                      env=dict(spec.env), ready_timeout_s=spec.ready_timeout)
+                      env=dict(spec.env), ready_timeout_s=spec.ready_timeout,
+                      host_env=spec.host_env, compose_service=spec.compose_service)
 
 
 def own_stack(scenario: Scenario) -> OwnStack | None:
@@ -60,4 +61,6 @@ def own_stack(scenario: Scenario) -> OwnStack | None:
         db_url_env=db.url_env if db is not None else None,
         sql_files=tuple(str((folder / f).resolve()) for f in db.sql) if db is not None else (),
         dependencies=deps,
+        compose_file=(str((folder / stack.compose.file).resolve())
+                      if stack.compose is not None else None),
     )

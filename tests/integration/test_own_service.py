@@ -171,7 +171,8 @@ def variant_of(tmp_path: Path, source: str, **changes: Any) -> Path:
     doc["variants"] = {"baseline": doc["variants"]["baseline"]}
     folder = tmp_path / "scenarios"
     folder.mkdir()
-    for name in ("orders_service.py", "shipping_stub.py", "schema.sql", "seed.sql"):
+    for name in ("orders_service.py", "shipping_stub.py", "schema.sql", "seed.sql",
+                 "docker-compose.yml"):
         os.symlink(EXAMPLE / name, tmp_path / name)
     path = folder / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))

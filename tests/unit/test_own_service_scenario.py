@@ -40,7 +40,8 @@ def own(tmp_path: Path, **changes: Any) -> Path:
             node[last] = value
     folder = tmp_path / "scenarios"
     folder.mkdir(exist_ok=True)
-    for name in ("orders_service.py", "shipping_stub.py", "schema.sql", "seed.sql"):
+    for name in ("orders_service.py", "shipping_stub.py", "schema.sql", "seed.sql",
+                 "docker-compose.yml"):
         (tmp_path / name).write_text((EXAMPLE.parent / name).read_text())
     path = folder / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))

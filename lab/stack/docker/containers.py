@@ -20,6 +20,8 @@ def run_container(client: Any, spec: ContainerSpec, name: str, labels: Mapping[s
         spec.image, spec.command, name=name, labels=dict(labels),
         environment=spec.environment, tmpfs=spec.tmpfs or None,
         ports={f"{p}/tcp": ("127.0.0.1", None) for p in spec.ports},
+        **{k: v for k, v in (("entrypoint", spec.entrypoint), ("working_dir", spec.working_dir),
+                             ("user", spec.user)) if v is not None},
         **extra,
     )
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from lab.stack.docker.containers import (
     stderr_lines,
 )
 from lab.stack.docker.locust import LocustContainer
-from lab.stack.docker.specs import CHECKOUT_PORT, DATA_MOUNT, checkout_spec
+from lab.stack.docker.specs import CHECKOUT_PORT, DATA_MOUNT, ContainerSpec, checkout_spec
 from lab.stack.haproxy import HaproxyRouterControl
 from lab.system.processes import process_environ
 
@@ -73,6 +73,11 @@ class DockerStackHandle:
     #: next number.
     number_label: str = ""
     next_number: int = 1
+    #: What an instance of the user's own service runs (None: the sample's checkout), and
+    #: the port it listens on in its container.
+    instance_spec: Callable[[str, Mapping[str, str]], ContainerSpec] | None = None
+    instance_port: int = CHECKOUT_PORT
+    instance_health: str = "/health"
     _router: HaproxyRouterControl | None = None
 
     @classmethod
@@ -118,7 +123,7 @@ class DockerStackHandle:
     def _internal_address(self, name: str) -> str:
         """host:port of an instance on the stack's network, for HAProxy."""
         checkout = self._checkout(name)
-        return f"{address_on(checkout.container, self.network)}:{CHECKOUT_PORT}"
+        return f"{address_on(checkout.container, self.network)}:{self.instance_port}"
 
     def _checkout(self, name: str) -> Checkout:
         if name not in self.checkouts:
@@ -126,15 +131,17 @@ class DockerStackHandle:
         return self.checkouts[name]
 
     def launch_checkout(self, name: str, env: Mapping[str, str]) -> Checkout:
-        spec = checkout_spec(name, self.dsn, env, data_volume_bytes=self.data_volume_bytes)
+        spec = (self.instance_spec(name, env) if self.instance_spec is not None else
+                checkout_spec(name, self.dsn, env, data_volume_bytes=self.data_volume_bytes))
         labels = dict(self.labels)
         if self.number_label:
             labels[self.number_label] = str(self.next_number)
             self.next_number += 1
         container = run_container(self.client, spec, f"{self.prefix}{name}", labels,
                          self.network, aliases=[name])
-        port = published_port(container, CHECKOUT_PORT)
-        checkout = Checkout(name, container, ServiceInstance(name, f"http://127.0.0.1:{port}"))
+        port = published_port(container, self.instance_port)
+        checkout = Checkout(name, container, ServiceInstance(
+            name, f"http://127.0.0.1:{port}", health_path=self.instance_health))
         self.checkouts[name] = checkout
         return checkout
 

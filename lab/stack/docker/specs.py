@@ -38,6 +38,10 @@ class ContainerSpec:
     ports: tuple[int, ...] = ()
     #: mount point → docker tmpfs options (`size=…,mode=…`)
     tmpfs: dict[str, str] = field(default_factory=dict)
+    #: A user's image may override these (their compose service's); None: the image's.
+    entrypoint: list[str] | None = None
+    working_dir: str | None = None
+    user: str | None = None
 
 
 def postgres_spec() -> ContainerSpec:
@@ -62,14 +66,14 @@ def payments_spec(api_key: str) -> ContainerSpec:
     )
 
 
-def proxy_spec(payments_host: str, seed: int) -> ContainerSpec:
-    """The fault proxy between the checkout and the gateway; only its admin port is
-    published (the lab sets toxics there)."""
+def proxy_spec(payments_host: str, seed: int, upstream_port: int = PAYMENTS_PORT) -> ContainerSpec:
+    """The fault proxy between the checkout and the gateway (or a user's service and one
+    of its dependencies); only its admin port is published (the lab sets toxics there)."""
     return ContainerSpec(
         "proxy", IMAGES["lab"], ["python", "-m", "lab.services.proxy"],
         {"PROXY_HOST": "0.0.0.0", "PROXY_LISTEN_PORT": str(PROXY_PORT),
          "PROXY_ADMIN_PORT": str(PROXY_ADMIN_PORT),
-         "PROXY_UPSTREAM": f"{payments_host}:{PAYMENTS_PORT}", "PROXY_SEED": str(seed)},
+         "PROXY_UPSTREAM": f"{payments_host}:{upstream_port}", "PROXY_SEED": str(seed)},
         (PROXY_ADMIN_PORT,),
     )
 
@@ -101,7 +105,8 @@ def router_spec() -> ContainerSpec:
                          (haproxy.TRAFFIC_PORT, haproxy.ADMIN_PORT, haproxy.RUNTIME_PORT))
 
 
-def router_config(request: StackRequest, names: Sequence[str], host_prefix: str) -> str:
+def router_config(request: StackRequest, names: Sequence[str], host_prefix: str,
+                  port: int = CHECKOUT_PORT) -> str:
     return haproxy.render_config(
-        [(n, f"{host_prefix}{n}:{CHECKOUT_PORT}") for n in names], request.router,
+        [(n, f"{host_prefix}{n}:{port}") for n in names], request.router,
         int(request.checkout_env.get("RETRY_AFTER_S", "1")))

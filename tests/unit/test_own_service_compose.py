@@ -1,0 +1,122 @@
+"""The user's own service on the docker backend, before any engine is involved: what the
+loader says of a compose file and its service names, what the docker backend needs that
+local processes do not (said with exit 2 before anything starts), how Compose's resolved
+output is read, and what a container of the user's image is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+from lab.errors import BackendError
+from lab.scenario.loader import load_scenario_file
+from lab.stack.docker.own import OWN_PORT, container_spec, docker_problems
+from lab.stack.docker.user_compose import (
+    ComposeService,
+    UserCompose,
+    _argv,
+    _environment,
+    default_project,
+)
+from lab.stack.wiring import own_stack
+from tests.unit.test_own_service_scenario import EXAMPLE, own, problems
+
+
+def test_the_examples_compose_declaration_resolves_to_its_file_and_services() -> None:
+    stack = own_stack(load_scenario_file(EXAMPLE / "dependency-outage.yaml"))
+    assert stack is not None
+    assert stack.compose_file == str((EXAMPLE.parent / "docker-compose.yml").resolve())
+    assert stack.service.compose_service == "orders"
+    assert stack.service.host_env == "ORDERS_HOST"
+    [dep] = stack.dependencies
+    assert dep.process is not None and dep.process.compose_service == "shipping"
+    assert docker_problems(stack) == []
+
+
+def test_a_missing_compose_file_is_named(tmp_path: Path) -> None:
+    path = own(tmp_path, **{"stack.compose": {"file": "../nope.yml"}})
+    [line] = problems(path)
+    assert line.startswith("stack.compose.file: no file ../nope.yml next to the scenario")
+
+
+def test_a_service_the_compose_file_lacks_is_named_with_those_it_has(tmp_path: Path) -> None:
+    path = own(tmp_path, **{"stack.service.compose_service": "order",
+                            "stack.dependencies.0.compose_service": "shiping"})
+    assert problems(path) == [
+        "stack.service.compose_service: ../docker-compose.yml has no service 'order' "
+        "(it has: orders, postgres, shipping)",
+        "stack.dependencies.shipping.compose_service: ../docker-compose.yml has no service "
+        "'shiping' (it has: orders, postgres, shipping)"]
+
+
+def test_docker_needs_the_compose_names_and_the_address_variables(tmp_path: Path) -> None:
+    path = own(tmp_path, **{"stack.compose": None, "stack.service.host_env": None,
+                            "stack.dependencies.0.compose_service": None})
+    stack = own_stack(load_scenario_file(path))  # fine for local processes
+    assert stack is not None
+    found = docker_problems(stack)
+    assert [line.split(":")[0] for line in found] == [
+        "stack.compose.file", "stack.service.host_env",
+        "stack.dependencies.shipping.compose_service"]
+
+
+def test_a_dependency_reached_at_a_url_cannot_be_reached_from_a_container(
+        tmp_path: Path) -> None:
+    dep = {"name": "shipping", "url_env": "SHIPPING_URL", "url": "http://127.0.0.1:9000"}
+    stack = own_stack(load_scenario_file(own(tmp_path, **{"stack.dependencies": [dep]})))
+    assert stack is not None
+    [line] = docker_problems(stack)
+    assert line.startswith("stack.dependencies.shipping.url: a dependency reached at a URL")
+
+
+def test_lab_run_on_docker_says_what_is_missing_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = own(tmp_path, **{"stack.service.compose_service": None})
+    assert main(["run", str(path), "--backend", "docker"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid scenario" in err
+    assert "stack.service.compose_service: the service of your compose file" in err
+
+
+def test_composes_environment_and_commands_are_read_in_both_spellings() -> None:
+    assert _environment({"A": "1", "B": None, "C": 3}) == {"A": "1", "C": "3"}
+    assert _environment(["A=1", "B", "C=x=y"]) == {"A": "1", "C": "x=y"}
+    assert _argv("python app.py --flag 'a b'") == ["python", "app.py", "--flag", "a b"]
+    assert _argv(["python", 3]) == ["python", "3"]
+    assert _argv(None) is None
+
+
+def test_composes_default_project_name_is_the_folder_made_safe(tmp_path: Path) -> None:
+    compose = tmp_path / "My Team.Orders" / "docker-compose.yml"
+    compose.parent.mkdir()
+    assert default_project(compose) == "myteamorders"
+
+
+def test_the_image_is_composes_name_for_it_in_either_version(tmp_path: Path) -> None:
+    compose = tmp_path / "shop" / "docker-compose.yml"
+    compose.parent.mkdir()
+    compose.write_text("services: {}\n")
+    found = UserCompose.__new__(UserCompose)
+    found.file = compose
+    assert found._image("web", {"image": "team/web:1"}, "shop", lambda t: True) == "team/web:1"
+    assert found._image("web", {"build": "."}, "shop", {"shop-web"}.__contains__) == "shop-web"
+    assert found._image("web", {"build": "."}, "shop", {"shop_web"}.__contains__) == "shop_web"
+    with pytest.raises(BackendError, match="looked for shop_web, shop-web"):
+        found._image("web", {"build": "."}, "shop", lambda t: False)
+
+
+def test_a_container_gets_the_environment_whole_with_its_address_and_port() -> None:
+    stack = own_stack(load_scenario_file(EXAMPLE / "missing-variable.yaml"))
+    assert stack is not None
+    image = ComposeService("orders", "team/orders:1", command=["python", "orders_service.py"],
+                           environment={"SHIPPING_API_KEY": "from-compose", "POOL_SIZE": "5"})
+    # A deploy that unset the key hands the environment without it: it must stay unset,
+    # not come back from the compose file's.
+    spec = container_spec(image, stack.service, {"POOL_SIZE": "9"}, "service")
+    assert "SHIPPING_API_KEY" not in spec.environment
+    assert spec.environment == {"POOL_SIZE": "9", "ORDERS_PORT": str(OWN_PORT),
+                                "ORDERS_HOST": "0.0.0.0"}
+    assert spec.image == "team/orders:1" and spec.command == ["python", "orders_service.py"]
+    assert spec.ports == (OWN_PORT,)
