@@ -19,6 +19,7 @@ from lab.errors import FaultError
 from lab.faults.base import Fault, FaultParams
 from lab.scenario.units import Duration
 from lab.services.proxy.toxics import Toxic
+from lab.stack.base import ProxyControl
 
 
 class GatewayPhase(Toxic):
@@ -29,6 +30,9 @@ class GatewayPhase(Toxic):
 
 class GatewayParams(FaultParams):
     schedule: list[GatewayPhase] = Field(min_length=1)
+    dependency: str | None = Field(
+        None, description="your own service's dependency it acts on, by name (default: "
+        "the first declared; the sample shop has one, the payment gateway)")
 
     @model_validator(mode="after")
     def _ordered(self) -> GatewayParams:
@@ -53,8 +57,24 @@ class GatewayFault(Fault):
         toxic["name"] = f"phase{index + 1}-{phase.type}"
         return toxic
 
+    @property
+    def proxy(self) -> ProxyControl:
+        """The fault proxy in front of the dependency the fault acts on."""
+        from lab.stack.controls import HttpProxyControl  # here: aiohttp, only for a live stack
+
+        name = self.params.dependency
+        if name is None:
+            return self.handle.proxy
+        found = next((s for s in self.stack.services
+                      if s.service == "proxy" and s.name == f"proxy-{name}"), None)
+        if found is None:
+            raise FaultError(f"gateway: no dependency named {name!r} in this stack")
+        return HttpProxyControl(found.base_url)
+
     async def inject(self) -> None:
-        proxy = self.handle.proxy
+        proxy = self.proxy
+        if self.params.dependency is not None:
+            self.evidence.facts["dependency"] = self.params.dependency
         await proxy.reset()
         before = await proxy.stats()
         self.evidence.facts.update(
@@ -66,7 +86,7 @@ class GatewayFault(Fault):
         self._task = asyncio.create_task(self._advance(time.monotonic()))
 
     async def _advance(self, started: float) -> None:
-        proxy = self.handle.proxy
+        proxy = self.proxy
         for i in range(1, len(self.params.schedule)):
             await asyncio.sleep(max(0.0, started + self.params.schedule[i].after
                                     - time.monotonic()))
@@ -74,7 +94,7 @@ class GatewayFault(Fault):
             await proxy.set_toxic(self._toxic(i))
 
     async def observe(self) -> None:
-        stats = await self.handle.proxy.stats()
+        stats = await self.proxy.stats()
         self.evidence.observations.append({
             "t": round(time.time(), 3),
             "toxics": [t["key"] for t in stats["toxics"]],
@@ -87,7 +107,7 @@ class GatewayFault(Fault):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, FaultError):
                 await self._task
-        proxy = self.handle.proxy
+        proxy = self.proxy
         await proxy.reset()
         stats = await proxy.stats()
         set_phases = {c["toxic"].get("name") for c in stats["changes"] if c["change"] == "set"}

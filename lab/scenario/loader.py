@@ -124,6 +124,11 @@ def load_scenario_file(path: Path) -> Scenario:
     problems += stack_problems(scenario.fault.kind, scenario.stack.data_volume is not None)
     problems += _data_dir_problems(scenario)
     problems += own_stack_problems(scenario, path.parent) if own else _switch_problems(scenario)
+    if not own and scenario.fault.kind == "gateway" and any(
+            params.get("dependency") is not None for _w, params in _fault_params(scenario)):
+        problems.append("fault.params.dependency: names one of your own service's "
+                        "dependencies; the sample shop's gateway fault acts on its one, the "
+                        "payment gateway")
     if not own and scenario.physics is not None and not isinstance(
             scenario.physics.slow_path, str):
         problems.append("physics.slow_path: a query of your own is for your own service "
@@ -170,14 +175,19 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
     elif kind == "gateway" and not stack.dependencies:
         problems.append("fault.kind: 'gateway' acts on a dependency through the fault proxy; "
                         "declare one under stack.dependencies")
+    elif kind == "gateway":
+        names = [d.name for d in stack.dependencies]
+        for where, params in _fault_params(scenario):
+            wanted = params.get("dependency")
+            if wanted is not None and wanted not in names:
+                problems.append(f"{where}.dependency: no dependency named {wanted!r} (declared: "
+                                f"{', '.join(names)})")
     elif kind == "drop-index" and "index" not in scenario.fault.params:
         problems.append("fault.params.index: name the index of your database the migration "
                         "drops")
     elif kind == "rolling-deploy":
         given = {*stack.service.env, *stack.config}
-        for where, params in [("fault.params", scenario.fault.params)] + [
-                (f"variants.{n}.fault", scenario.variant_fault_params(n))
-                for n, v in scenario.variants.items() if v.fault]:
+        for where, params in _fault_params(scenario):
             unset = params.get("unset")
             if not unset:
                 problems.append(f"{where}.unset: name the variable the deploy loses (your "
@@ -190,6 +200,13 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
                         "stack.service.env or stack.config), so a deploy without it would "
                         "be the same version")
     return sorted(set(problems), key=problems.index)
+
+
+def _fault_params(scenario: Scenario) -> list[tuple[str, dict[str, Any]]]:
+    """The fault's parameters, and each variant's that changes them, with where they are."""
+    return [("fault.params", scenario.fault.params)] + [
+        (f"variants.{n}.fault", scenario.variant_fault_params(n))
+        for n, v in scenario.variants.items() if v.fault]
 
 
 def _compose_problems(scenario: Scenario, folder: Path) -> list[str]:
