@@ -40,6 +40,7 @@ from lab.errors import (
     StateError,
     UsageError,
 )
+from lab.stack.backends import NAMES as BACKENDS
 
 #: What callers (the entry point, tests, a wrapper script) may use of the CLI.
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_FAILED", "EXIT_INCONCLUSIVE",
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="NAME",
                    help="run only this variant (repeatable)")
     p.add_argument("--json", metavar="PATH", help="write the results (schema: docs/results.md)")
-    p.add_argument("--backend", default="local", choices=["local", "docker"],
+    p.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS),
                    help="where the stack runs: local processes (default) or docker containers")
     p.add_argument("--report", metavar="DIR", help="write a self-contained HTML report there")
     p.add_argument("--progress", choices=["auto", "live", "lines", "off"], default="auto",

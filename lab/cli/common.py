@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lab.errors import Interrupted
-from lab.stack.base import Backend
 
 if TYPE_CHECKING:  # the run machinery is imported by the commands that run (see cmd_run)
     from lab.run.events import Progress, Run
@@ -98,16 +97,6 @@ class ProgressPrinter:
         elif (head, p.phase) != self.last:
             print(line, file=sys.stderr, flush=True)
         self.last = (head, p.phase)
-
-
-def backend_named(name: str) -> Backend:
-    if name == "docker":
-        from lab.stack.docker import DockerBackend
-
-        return DockerBackend()
-    from lab.stack.local import LocalBackend
-
-    return LocalBackend()
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -12,10 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.cli.common import EXIT_OK, backend_named, run_async
+from lab.cli.common import EXIT_OK, run_async
 from lab.errors import NotFound, StateError, UsageError
 from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
 from lab.scenario.units import parse_duration
+from lab.stack.backends import backend_named
 
 if TYPE_CHECKING:
     from lab.live.session import LiveSession

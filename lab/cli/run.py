@@ -17,7 +17,6 @@ from lab.cli.common import (
     EXIT_OK,
     EXIT_STACK,
     ProgressPrinter,
-    backend_named,
     err,
     run_async,
     write_json,
@@ -25,6 +24,7 @@ from lab.cli.common import (
 from lab.errors import Interrupted, NotFound, ScenarioError, UsageError
 from lab.scenario.loader import find_scenario, load_scenario_file, scenario_paths
 from lab.scenario.models import Scenario
+from lab.stack.backends import backend_named
 
 
 def run_plan(args: argparse.Namespace) -> list[tuple[Scenario, list[str]]]:

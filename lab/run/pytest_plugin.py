@@ -30,7 +30,7 @@ from lab.run.events import RunEvents, VariantDone
 from lab.run.runner import RunLoop, run_variant
 from lab.scenario.loader import load_scenario_file
 from lab.scenario.models import Scenario
-from lab.stack.local import LocalBackend
+from lab.stack.backends import NAMES, backend_named
 from lab.verdict.results import RunResults, VariantResult
 from lab.verdict.stability import (
     ExpectationStability,
@@ -47,7 +47,7 @@ _STABILITY_KEY = pytest.StashKey[list[VariantStability]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaoslab", "chaoslab scenarios as tests")
-    group.addoption("--lab-backend", default="local", choices=["local"],
+    group.addoption("--lab-backend", default=NAMES[0], choices=list(NAMES),
                     help="where the stack runs (default: local)")
     group.addoption("--lab-scenario", action="append", default=[], metavar="NAME",
                     help="only these scenarios (repeatable; default: every file collected)")
@@ -147,7 +147,8 @@ class VariantItem(pytest.Item):
         events.variant_done.add_listener(self._record)
         # The run loop of `lab run`, over this one variant (each run under its own
         # asyncio.run); `run_variant` is looked up here so tests can stand in for it.
-        loop = RunLoop([(self.scenario, [self.name])], LocalBackend(), events, repeat,
+        backend = backend_named(self.config.getoption("--lab-backend", NAMES[0]))
+        loop = RunLoop([(self.scenario, [self.name])], backend, events, repeat,
                        variant_runner=run_variant)
         if loop.results.skipped:  # e.g. no size-limited filesystem here: never faked
             pytest.skip(loop.results.skipped[0].reason)

@@ -170,3 +170,19 @@ def test_a_compose_file_compose_refuses_is_named_with_composes_words(
     assert f"{compose} is not a compose file" in proc.stderr
     assert "stop_grace_periodd" in proc.stderr
     assert lab_containers(docker_client) == []
+
+
+def test_the_pytest_plugin_runs_a_teams_scenario_on_docker(
+        docker_client: Any, project: Path, tmp_path: Path) -> None:
+    """`pytest --lab-backend docker` in the team's folder: one variant, one test item."""
+    env = {**os.environ, "CHAOSLAB_RUNS_ROOT": str(tmp_path / "runs"), **OFFLINE}
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lab-backend", "docker",
+         "scenarios/dependency-outage.yaml", "-k", "baseline", "--lab-json", str(out)],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed, 2 deselected" in proc.stdout
+    [variant] = json.loads(out.read_text())["variants"]
+    assert variant["backend"] == "docker" and variant["name"] == "baseline"
+    assert lab_containers(docker_client) == []

@@ -120,3 +120,41 @@ def test_a_container_gets_the_environment_whole_with_its_address_and_port() -> N
                                 "ORDERS_HOST": "0.0.0.0"}
     assert spec.image == "team/orders:1" and spec.command == ["python", "orders_service.py"]
     assert spec.ports == (OWN_PORT,)
+
+
+def test_gateway_names_the_dependency_it_acts_on(tmp_path: Path) -> None:
+    schedule = [{"after": "0s", "type": "http_error", "status": 500}]
+    path = own(tmp_path, **{"fault.params": {"schedule": schedule, "dependency": "tax"}})
+    assert problems(path) == ["fault.params.dependency: no dependency named 'tax' "
+                              "(declared: shipping)"]
+    ok = own(tmp_path, **{"fault.params": {"schedule": schedule, "dependency": "shipping"}})
+    assert load_scenario_file(ok).fault.params["dependency"] == "shipping"
+
+
+def test_the_sample_shops_gateway_takes_no_dependency_name(tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLE.parents[2] / "scenarios" / "flaky-dependency.yaml")
+                         .read_text())
+    doc["fault"]["params"]["dependency"] = "payments"
+    path = tmp_path / "flaky-dependency.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert any(p.startswith("fault.params.dependency: names one of your own")
+               for p in problems(path))
+
+
+def test_the_gateway_fault_drives_the_proxy_of_the_dependency_it_names() -> None:
+    from lab.errors import FaultError
+    from lab.faults.gateway import GatewayFault, GatewayParams
+    from lab.stack.base import ServiceInstance, Stack
+
+    stack = Stack("local", "cl-t", "http://127.0.0.1:1", "", [], "/tmp", services=[
+        ServiceInstance("router", "http://127.0.0.1:2", "router"),
+        ServiceInstance("proxy-shipping", "http://127.0.0.1:3", "proxy"),
+        ServiceInstance("proxy-tax", "http://127.0.0.1:4/", "proxy")])
+    schedule = [{"after": "0s", "type": "http_error", "status": 500}]
+    fault = GatewayFault(GatewayParams(schedule=schedule, dependency="tax"), stack, 1)
+    assert fault.proxy.admin_url == "http://127.0.0.1:4"
+    lost = GatewayFault(GatewayParams(schedule=schedule, dependency="billing"), stack, 1)
+    with pytest.raises(FaultError, match="no dependency named 'billing'"):
+        _ = lost.proxy
