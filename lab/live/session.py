@@ -255,7 +255,8 @@ class LiveSession:
         if self._handle is not None and time.monotonic() - at > 2.0:
             cached = [{"exception": s.exception, "frame": s.frame, "count": s.count,
                        "errorId": s.example_error_id, "message": s.message}
-                      for s in failure_signatures(self._handle.service_stderr())]
+                      for s in failure_signatures(self._handle.service_stderr(),
+                                                  self.scenario.error_log_pattern)]
             self._errors_cache = (time.monotonic(), cached)
         return cached
 

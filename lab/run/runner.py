@@ -171,7 +171,7 @@ async def run_variant(
         timeline=timeline(records, sampler.samples, windows, arrivals),
         expectations=results,
         evidence=fault.evidence.to_json(),
-        signatures=failure_signatures(stderr_lines),
+        signatures=failure_signatures(stderr_lines, scenario.error_log_pattern),
         timing={
             "stack_start_s": round(stack_started_in, 3),
             "load_s": round(load_spec.duration, 3),

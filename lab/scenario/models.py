@@ -141,12 +141,39 @@ class ProcessSpec(_Strict):
         "`stack.compose.file` whose image, command and environment this runs")
 
 
+class ErrorLogSpec(_Strict):
+    """How the user's service logs an unhandled error, one line each on stderr: a regular
+    expression with a named group `exception` (and optionally `frame`, where it happened,
+    and `message`), so a run's 500s are grouped by signature as the sample's are."""
+
+    pattern: str = Field(min_length=1, description="e.g. 'unhandled (?P<exception>\\w+) "
+                         "on (?P<frame>\\S+ \\S+): (?P<message>.*)'")
+
+    @field_validator("pattern")
+    @classmethod
+    def _names_the_exception(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "exception" not in compiled.groupindex:
+            raise ValueError("expected a named group (?P<exception>…) for the error's type")
+        unknown = set(compiled.groupindex) - {"exception", "frame", "message"}
+        if unknown:
+            raise ValueError(f"unknown group(s) {', '.join(sorted(unknown))}: the groups are "
+                             "exception, frame and message")
+        return v
+
+
 class ServiceSpec(ProcessSpec):
     """The user's service under test, in place of the sample shop (`stack.instances` of it
     behind the lab's router)."""
 
     instance_env: EnvKey | None = Field(
         None, description="a variable the lab sets to each instance's name")
+    error_log: ErrorLogSpec | None = Field(
+        None, description="how it logs an unhandled error on stderr (the report's "
+        "`server log` line)")
 
 
 class DatabaseSpec(_Strict):
@@ -681,6 +708,13 @@ class Scenario(_Strict):
         if self.drill is not None and self.drill.summary is not None:
             return self.drill.summary
         return self.title
+
+    @property
+    def error_log_pattern(self) -> str | None:
+        """How the service under test logs an unhandled error (None: the sample's JSON
+        lines, or a service of the user's that declared none)."""
+        service = self.stack.service
+        return service.error_log.pattern if service and service.error_log else None
 
     def variant_router(self, variant: str) -> RouterSpec:
         return self.variants[variant].router or self.stack.router

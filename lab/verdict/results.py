@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,15 +299,28 @@ class Signature:
         return self.__dict__.copy()
 
 
-def failure_signatures(stderr_lines: Iterable[str]) -> list[Signature]:
-    groups: dict[tuple[str, str], Signature] = {}
+def _error_lines(stderr_lines: Iterable[str], pattern: str | None) -> Iterator[dict[str, Any]]:
+    """Each unhandled error's fields: the sample's JSON lines, or the lines a user's own
+    service writes, matched by its declared `error_log.pattern`."""
+    compiled = re.compile(pattern) if pattern is not None else None
     for line in stderr_lines:
+        if compiled is not None:
+            if (m := compiled.search(line)) is not None:
+                yield {k: v for k, v in m.groupdict().items() if v is not None}
+            continue
         if '"unhandled_exception"' not in line:
             continue
         try:
-            doc = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
+
+
+def failure_signatures(stderr_lines: Iterable[str],
+                       pattern: str | None = None) -> list[Signature]:
+    """Unhandled errors grouped by (exception, frame), most frequent first."""
+    groups: dict[tuple[str, str], Signature] = {}
+    for doc in _error_lines(stderr_lines, pattern):
         key = (str(doc.get("exception", "?")), str(doc.get("frame", "?")))
         if key in groups:
             groups[key].count += 1

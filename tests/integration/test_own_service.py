@@ -120,6 +120,10 @@ def test_a_deploy_without_its_key_turns_orders_into_500s(deploy: dict[str, Any])
     # The new instance really ran without the variable: read from its process.
     assert facts["environ_read_from_process"] is True and facts["variables_absent"] is True
     assert facts["deploy"] == "completed" and facts["rollback"] == "completed"
+    # The service's own error lines, grouped by the scenario's `error_log.pattern`.
+    top = v["signatures"][0]
+    assert (top["exception"], top["frame"]) == ("KeyError", "POST /orders")
+    assert top["count"] >= v["windows"]["fault"]["by_status"]["500"] // 2
 
 
 def test_startup_validation_stops_the_roll_out(deploy: dict[str, Any]) -> None:

@@ -132,6 +132,9 @@ def test_a_deploy_without_the_key_is_a_container_whose_process_lacks_it(
     assert facts["environ_read_from_process"] is True and facts["variables_absent"] is True
     assert facts["deploy_instance"] == "app-2" and facts["deploy"] == "completed"
     assert facts["rollback"] == "completed"
+    # Its error lines read from the containers' stderr (the stopped ones' kept).
+    top = variants["missing-variable/baseline"]["signatures"][0]
+    assert (top["exception"], top["frame"]) == ("KeyError", "POST /orders")
     validated = variants["missing-variable/startup-validation"]
     vfacts = validated["evidence"]["facts"]
     assert vfacts["deploy_exit_code"] == 78 and vfacts["deploy"] == "failed"

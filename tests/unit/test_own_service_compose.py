@@ -158,3 +158,43 @@ def test_the_gateway_fault_drives_the_proxy_of_the_dependency_it_names() -> None
     lost = GatewayFault(GatewayParams(schedule=schedule, dependency="billing"), stack, 1)
     with pytest.raises(FaultError, match="no dependency named 'billing'"):
         _ = lost.proxy
+
+
+EXAMPLE_ERROR_LOG = r"unhandled (?P<exception>\w+) on (?P<frame>\S+ \S+): (?P<message>.*)"
+
+
+def test_your_services_error_lines_are_grouped_by_the_pattern_you_declare() -> None:
+    from lab.verdict.results import failure_signatures
+
+    scenario = load_scenario_file(EXAMPLE / "missing-variable.yaml")
+    assert scenario.error_log_pattern == EXAMPLE_ERROR_LOG
+    lines = [  # as the example's Flask logger writes them, traceback lines between
+        "2026-12-04 01:25:01,123 ERROR orders: unhandled KeyError on POST /orders: "
+        "'SHIPPING_API_KEY'",
+        "Traceback (most recent call last):",
+        '  File "orders_service.py", line 394, in create_order',
+        "2026-12-04 01:25:01,200 ERROR orders: unhandled KeyError on POST /orders: "
+        "'SHIPPING_API_KEY'",
+        "2026-12-04 01:25:02,001 ERROR orders: unhandled PoolTimeout on POST /orders: "
+        "couldn't get a connection after 30.00 sec",
+        '{"event": "unhandled_exception", "exception": "Sample"}',  # not this service's
+    ]
+    [key_error, pool] = failure_signatures(lines, scenario.error_log_pattern)
+    assert (key_error.exception, key_error.frame, key_error.count) == \
+        ("KeyError", "POST /orders", 2)
+    assert key_error.message == "'SHIPPING_API_KEY'"
+    assert (pool.exception, pool.count) == ("PoolTimeout", 1)
+    # Without a declared pattern only the sample's JSON lines are read.
+    assert [s.exception for s in failure_signatures(lines)] == ["Sample"]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"unhandled (\w+)", "expected a named group (?P<exception>…)"),
+    (r"unhandled (?P<exception>\w+", "not a regular expression"),
+    (r"(?P<exception>\w+) (?P<where>\S+)", "unknown group(s) where"),
+])
+def test_an_error_log_pattern_that_cannot_name_the_error_is_refused(
+        tmp_path: Path, pattern: str, expected: str) -> None:
+    path = own(tmp_path, **{"stack.service.error_log": {"pattern": pattern}})
+    [line] = problems(path)
+    assert line.startswith("stack.service.error_log.pattern:") and expected in line
