@@ -115,11 +115,36 @@ class Drill:
     def scenario(self) -> Scenario:
         return self.plan.scenario
 
+    def switch_names(self) -> list[str]:
+        """What `mitigate` may set: the sample checkout's switches, or the variables the
+        scenario configures a user's own service by."""
+        if self.scenario.stack.service is None:
+            return list(SWITCHES)
+        return self.scenario.service_variables()
+
+    def _switches(self, value: object) -> dict[str, str]:
+        if not isinstance(value, dict) or not value:
+            own_names = self.scenario.service_variables() if self.scenario.stack.service else []
+            example = own_names[0] if own_names else "DB_ACQUIRE_TIMEOUT_MS"
+            raise ApiError(400, "switches: expected an object of SWITCH: VALUE, e.g. "
+                                f'{{"{example}": "500"}}')
+        own = self.scenario.stack.service is not None
+        known = self.switch_names()
+        out = {}
+        for name, setting in value.items():
+            problem = ((f"not a variable this scenario configures your service by (known: "
+                        f"{', '.join(known)})" if str(name) not in known else None)
+                       if own else unknown_variable(str(name)))
+            if problem is not None:
+                raise ApiError(400, f"switches.{name}: {problem}")
+            out[str(name)] = str(setting)
+        return out
+
     def status_json(self) -> dict[str, Any]:
         started = self.session.ready_at
         return {
             "player": self.player, "seed": self.seed, "causes": self.causes,
-            "switches": list(SWITCHES), "hints_used": self.hints_used,
+            "switches": self.switch_names(), "hints_used": self.hints_used,
             # Whether asking again would be refused, never how many are left: the count
             # differs between incidents and would give the hidden one away.
             "hints_exhausted": self.hints_used >= len(self.scenario.drill_hints()),
@@ -169,7 +194,7 @@ class Drill:
             self.hints_used += 1
             args = {}
         elif kind == "mitigate":
-            switches = _switches(body.get("switches"))
+            switches = self._switches(body.get("switches"))
             args = {"switches": switches}
             outcome = await self._restart({**self.overrides, **switches})
         else:  # rollback
@@ -230,13 +255,3 @@ class Drill:
         return self._debrief
 
 
-def _switches(value: object) -> dict[str, str]:
-    if not isinstance(value, dict) or not value:
-        raise ApiError(400, "switches: expected an object of SWITCH: VALUE, e.g. "
-                            '{"DB_ACQUIRE_TIMEOUT_MS": "500"}')
-    out = {}
-    for name, setting in value.items():
-        if (problem := unknown_variable(str(name))) is not None:
-            raise ApiError(400, f"switches.{name}: {problem}")
-        out[str(name)] = str(setting)
-    return out

@@ -709,6 +709,17 @@ class Scenario(_Strict):
             return self.drill.summary
         return self.title
 
+    def service_variables(self) -> list[str]:
+        """The variables a user's own service is configured by in this scenario (its
+        `env`, `stack.config`, every variant's `config`): what a drill's `mitigate` may
+        set on it."""
+        service = self.stack.service
+        names = set(service.env) if service is not None else set()
+        names |= set(self.stack.config)
+        for v in self.variants.values():
+            names |= set(v.config)
+        return sorted(names)
+
     @property
     def error_log_pattern(self) -> str | None:
         """How the service under test logs an unhandled error (None: the sample's JSON

@@ -95,3 +95,31 @@ def test_an_action_on_a_drill_that_ended_or_has_no_hints_left_is_a_state_error(
     assert cli.main(["drill", "mitigate", "DB_POOL_MAX=50"]) == 5
     assert "has ended" in capsys.readouterr().err
     assert all(c.posted == [] for c in fake_drill)
+
+
+def own_drill(tmp_path: Path) -> Drill:
+    scenario = load_scenario_file(Path(__file__).resolve().parents[2] / "examples" / "orders"
+                                  / "scenarios" / "index-dropped.yaml")
+    session = cast(LiveSession, SimpleNamespace(ready_at=None))
+    return Drill(session, DrillPlan(scenario, 30.0), seed=7, player="ana",
+                 causes=[scenario.drill_cause()], pool=[scenario.name], limit_s=300,
+                 out_dir=tmp_path)
+
+
+def test_a_drill_on_your_own_service_takes_its_variables_as_switches(tmp_path: Path) -> None:
+    """Not the sample checkout's table: the variables the scenario configures the user's
+    service by. One of the sample's switches is refused there, with the known ones."""
+    from lab.live.api import ApiError
+
+    game = own_drill(tmp_path)
+    names = game.status_json()["switches"]
+    assert "STATEMENT_TIMEOUT_MS" in names and "DB_ACQUIRE_TIMEOUT_MS" not in names
+    assert game._switches({"STATEMENT_TIMEOUT_MS": 250}) == {"STATEMENT_TIMEOUT_MS": "250"}
+    with pytest.raises(ApiError) as info:
+        game._switches({"DB_ACQUIRE_TIMEOUT_MS": "500"})
+    assert "not a variable this scenario configures your service by" in str(info.value)
+    assert "STATEMENT_TIMEOUT_MS" in str(info.value)
+    sample = drill(tmp_path)
+    assert "DB_ACQUIRE_TIMEOUT_MS" in sample.status_json()["switches"]
+    with pytest.raises(ApiError, match="STATEMENT_TIMEOUT_MS"):
+        sample._switches({"STATEMENT_TIMEOUT_MS": "250"})
