@@ -11,16 +11,18 @@ from lab.faults.disk_fill import DiskFill
 from lab.faults.drop_index import DropIndex
 from lab.faults.gateway import GatewayFault
 from lab.faults.hot_key_expiry import HotKeyExpiry
+from lab.faults.lock_table import LockTable
 from lab.faults.rolling_deploy import RollingDeploy
 from lab.stack.base import Stack, StackHandle
 
 FAULT_KINDS: dict[str, type[Fault]] = {
-    cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy, DiskFill, HotKeyExpiry)
+    cls.kind: cls for cls in (DropIndex, GatewayFault, RollingDeploy, DiskFill, HotKeyExpiry,
+                              LockTable)
 }
 
 
 #: The kinds that act on a stack the lab did not write (a scenario's `stack.service`).
-OWN_SERVICE_KINDS = ("gateway", "rolling-deploy", "drop-index")
+OWN_SERVICE_KINDS = ("gateway", "rolling-deploy", "drop-index", "lock-table")
 
 
 def params_problems(kind: str, params: dict[str, Any], where: str,

@@ -182,6 +182,9 @@ def own_stack_problems(scenario: Scenario, folder: Path) -> list[str]:
             if wanted is not None and wanted not in names:
                 problems.append(f"{where}.dependency: no dependency named {wanted!r} (declared: "
                                 f"{', '.join(names)})")
+    elif kind in ("drop-index", "lock-table") and stack.database is None:
+        problems.append(f"fault.kind: '{kind}' acts on your database: declare it under "
+                        "stack.database")
     elif kind == "drop-index" and "index" not in scenario.fault.params:
         problems.append("fault.params.index: name the index of your database the migration "
                         "drops")

@@ -81,6 +81,13 @@ def index() -> Iterator[dict[str, Any]]:
     yield variants
 
 
+@pytest.fixture(scope="module")
+def locked() -> Iterator[dict[str, Any]]:
+    code, output, variants = run_file(EXAMPLE / "scenarios" / "table-locked.yaml")
+    assert code == 0, output
+    yield variants
+
+
 def failed(v: dict[str, Any]) -> list[str]:
     return [f"{e['text']}: {e['measured']}" for e in v["expectations"] if not e["passed"]]
 
@@ -161,6 +168,31 @@ def test_the_fixed_migration_keeps_every_order(index: dict[str, Any]) -> None:
     v = index["index-restored"]
     assert v["verdict"] == "PASS", failed(v)
     assert v["evidence"]["facts"]["absent_during_fault"] is False
+
+
+def test_a_held_table_lock_drains_the_pool_into_500s(locked: dict[str, Any]) -> None:
+    v = locked["baseline"]
+    assert v["verdict"] == "PASS", failed(v)
+    facts = v["evidence"]["facts"]
+    # The lab's backend held the lock all through the window, orders waited behind it,
+    # and nothing of the lab's held it after the revert (read from pg_locks).
+    assert facts["held_during_fault"] is True and facts["released_after_revert"] is True
+    assert facts["max_waiting"] >= 5  # at least the pool's 5 connections, each an order
+    assert v["signatures"][0]["exception"] == "PoolTimeout"
+
+
+def test_a_statement_timeout_turns_the_lock_into_503s(locked: dict[str, Any]) -> None:
+    v = locked["statement-timeout-503"]
+    assert v["verdict"] == "PASS", failed(v)
+    fault = v["windows"]["fault"]
+    assert fault["by_status"].get("500", 0) == 0
+    assert fault["retry_after"]["503"] == fault["by_status"]["503"] >= 0.8 * fault["total"]
+
+
+def test_a_readiness_check_takes_the_drained_instance_out(locked: dict[str, Any]) -> None:
+    v = locked["readiness"]
+    assert v["verdict"] == "PASS", failed(v)
+    assert v["evidence"]["took_effect"] is True
 
 
 def variant_of(tmp_path: Path, source: str, **changes: Any) -> Path:

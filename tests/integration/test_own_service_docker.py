@@ -2,7 +2,7 @@
 from its own compose file (`stack.compose`), its image built by the machine's Compose,
 beside the lab's Postgres, fault proxy and router containers.
 
-The three scenario files run in one `lab run … --backend docker`, as a user types it, from
+The four scenario files run in one `lab run … --backend docker`, as a user types it, from
 a copy of the example's folder (a team's project: the compose file and everything in the
 folder must be byte-for-byte what they were after the run). No image registry or package
 index is reachable from a build here, so the copy gets the example's wheels downloaded on
@@ -31,7 +31,7 @@ from tests.conftest import under_ci
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "orders"
-SCENARIOS = ("dependency-outage", "missing-variable", "index-dropped")
+SCENARIOS = ("dependency-outage", "missing-variable", "index-dropped", "table-locked")
 OFFLINE = {"ORDERS_BASE_IMAGE": "debian:bookworm-slim", "ORDERS_PIP_OFFLINE": "1"}
 
 
@@ -89,7 +89,7 @@ def lab_containers(client: Any) -> list[str]:
 @pytest.fixture(scope="module")
 def variants(docker_client: Any, project: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The three scenarios in one `lab run --backend docker`; every expectation must hold."""
+    """The four scenarios in one `lab run --backend docker`; every expectation must hold."""
     runs_root = tmp_path_factory.mktemp("runs")
     out = runs_root.parent / "own-docker.json"
     before = tree_digest(project)
@@ -157,6 +157,18 @@ def test_index_dropped_under_load_in_the_labs_postgres_container(
     assert status(restored, "fault", "500") == 0
 
 
+def test_a_lock_held_in_the_labs_postgres_container_drains_the_teams_pool(
+        variants: dict[str, Any]) -> None:
+    base = variants["table-locked/baseline"]
+    facts = base["evidence"]["facts"]
+    assert facts["held_during_fault"] is True and facts["released_after_revert"] is True
+    assert facts["max_waiting"] >= 5
+    assert status(base, "fault", "500") / base["windows"]["fault"]["total"] >= 0.65
+    honest = variants["table-locked/statement-timeout-503"]
+    assert status(honest, "fault", "500") == 0
+    assert variants["table-locked/readiness"]["passed"]
+
+
 def test_a_compose_file_compose_refuses_is_named_with_composes_words(
         docker_client: Any, project: Path, tmp_path: Path) -> None:
     """Valid YAML with the services named (so the file passes `lab check`), but an option
@@ -188,4 +200,22 @@ def test_the_pytest_plugin_runs_a_teams_scenario_on_docker(
     assert "1 passed, 2 deselected" in proc.stdout
     [variant] = json.loads(out.read_text())["variants"]
     assert variant["backend"] == "docker" and variant["name"] == "baseline"
+    assert lab_containers(docker_client) == []
+
+
+def test_a_container_that_never_gets_ready_is_named_with_its_compose_service(
+        docker_client: Any, project: Path, tmp_path: Path) -> None:
+    import yaml
+
+    copy = tmp_path / "orders"
+    shutil.copytree(project, copy)
+    path = copy / "scenarios" / "dependency-outage.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["stack"]["service"].update(health="/never", ready_timeout="3s")
+    path.write_text(yaml.safe_dump(doc))
+    proc = lab(["run", str(path), "--backend", "docker", "--variant", "baseline"],
+               tmp_path / "runs", timeout=180)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "your service (app-1, orders)" in proc.stderr
+    assert "/never" in proc.stderr
     assert lab_containers(docker_client) == []

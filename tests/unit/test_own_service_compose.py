@@ -198,3 +198,26 @@ def test_an_error_log_pattern_that_cannot_name_the_error_is_refused(
     path = own(tmp_path, **{"stack.service.error_log": {"pattern": pattern}})
     [line] = problems(path)
     assert line.startswith("stack.service.error_log.pattern:") and expected in line
+
+
+def test_lock_table_names_its_table_and_takes_postgres_lock_modes(tmp_path: Path) -> None:
+    from lab.faults.lock_table import quoted
+
+    path = own(tmp_path, **{"fault.kind": "lock-table", "fault.params": {}})
+    assert problems(path) == ["fault.params.table: Field required"]
+    path = own(tmp_path, **{"fault.kind": "lock-table",
+                            "fault.params": {"table": "orders; DROP TABLE x",
+                                             "mode": "EVERYTHING"}})
+    found = problems(path)
+    assert [p.split(":")[0] for p in found] == ["fault.params.table", "fault.params.mode"]
+    ok = own(tmp_path, **{"fault.kind": "lock-table",
+                          "fault.params": {"table": "public.orders", "mode": "SHARE"}})
+    assert load_scenario_file(ok).fault.params == {"table": "public.orders", "mode": "SHARE"}
+    assert quoted("public.orders") == '"public"."orders"'
+
+
+def test_a_database_fault_without_a_database_is_refused(tmp_path: Path) -> None:
+    path = own(tmp_path, **{"fault.kind": "lock-table", "fault.params": {"table": "orders"},
+                            "stack.database": None})
+    assert "fault.kind: 'lock-table' acts on your database: declare it under stack.database" \
+        in problems(path)

@@ -117,7 +117,7 @@ def test_baseline_is_required(tmp_path: Path) -> None:
 
 def test_unknown_fault_kind_and_param(tmp_path: Path) -> None:
     assert problems_of(tmp_path, with_changes(fault__kind="meteor")) == [
-        "fault.kind: expected one of disk-fill, drop-index, gateway, hot-key-expiry, "
+        "fault.kind: expected one of disk-fill, drop-index, gateway, hot-key-expiry, lock-table, "
         "rolling-deploy, got 'meteor'"
     ]
     probs = problems_of(tmp_path, with_changes(fault__params={"idx": "x"}))
