@@ -94,6 +94,8 @@ def answer_outcome(
             return "error", "none", "BodyUnreadable"
         return "response", "plain", None
     kind = classify_body(status, content_type, body)
+    if 200 <= status < 300 and contract is not None and contract.lies(body):
+        kind = "lying_200"
     if 200 <= status < 300 and kind != "lying_200":
         broken = (contract or ANY_BODY).violation(content_type, body)
         if broken is not None:

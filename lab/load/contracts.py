@@ -21,10 +21,25 @@ from typing import Any
 @dataclass(frozen=True)
 class SuccessContract:
     """A 2xx of this endpoint is a JSON object (`json`) with every member of `requires`
-    present and not null."""
+    present and not null; one whose member has a value of `lies_when` (member → values)
+    says the operation failed (a lying 200)."""
 
     json: bool = True
     requires: tuple[str, ...] = field(default=())
+    lies_when: tuple[tuple[str, tuple[Any, ...]], ...] = field(default=())
+
+    def lies(self, body: bytes) -> bool:
+        """Whether this 2xx body says, by the endpoint's own rule, that it failed."""
+        if not self.lies_when:
+            return False
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        # Same type too: a rule of `false` is not met by 0, nor `1` by true.
+        return isinstance(doc, dict) and any(
+            k in doc and any(type(doc[k]) is type(v) and doc[k] == v for v in values)
+            for k, values in self.lies_when)
 
     def violation(self, content_type: str, body: bytes) -> str | None:
         """Why this 2xx body is not a success (an error name for the request log), or None."""
@@ -45,12 +60,15 @@ class SuccessContract:
         return f"Missing({','.join(missing)})" if missing else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"json": self.json, "requires": list(self.requires)}
+        return {"json": self.json, "requires": list(self.requires),
+                "lies_when": {k: list(v) for k, v in self.lies_when}}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SuccessContract:
         return cls(json=bool(doc.get("json", True)),
-                   requires=tuple(str(k) for k in doc.get("requires", ())))
+                   requires=tuple(str(k) for k in doc.get("requires", ())),
+                   lies_when=tuple((str(k), tuple(v))
+                                   for k, v in (doc.get("lies_when") or {}).items()))
 
 
 #: The sample shop's endpoints: a checkout's 2xx carries its order (confirmed, or accepted

@@ -106,7 +106,9 @@ def endpoint_json(e: Endpoint) -> dict[str, object]:
                 "contract": SAMPLE_CONTRACTS.get(e.request, ANY_BODY).to_json()}
     r = e.request
     return {"request": r.name, "weight": e.weight,
-            "contract": SuccessContract(json=r.expects_json, requires=tuple(r.requires)).to_json(),
+            "contract": SuccessContract(
+                json=r.expects_json, requires=tuple(r.requires),
+                lies_when=tuple((k, tuple(v)) for k, v in r.lies_when.items())).to_json(),
             "custom": {"method": r.method, "path": r.path, "json": r.json_body,
                        "headers": dict(r.headers)}}
 

@@ -272,6 +272,9 @@ class RequestSpec(_Strict):
     requires: list[str] = Field(default_factory=list,
                                 description="JSON members a real 2xx carries, not null")
     expects_json: bool = Field(True, description="a real 2xx is a JSON object")
+    lies_when: dict[str, list[str | int | bool]] = Field(
+        default_factory=dict, description="a 2xx whose JSON member has one of these values "
+        "admits the operation failed: a lying 200 (e.g. {status: [failed]})")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -221,3 +221,29 @@ def test_a_database_fault_without_a_database_is_refused(tmp_path: Path) -> None:
                             "stack.database": None})
     assert "fault.kind: 'lock-table' acts on your database: declare it under stack.database" \
         in problems(path)
+
+
+def test_your_endpoints_rule_makes_a_2xx_that_admits_failure_a_lying_200(
+        tmp_path: Path) -> None:
+    import json
+
+    from lab.load.classify import answer_outcome
+    from lab.load.contracts import SuccessContract
+    from lab.load.locust_process import endpoint_json
+
+    path = own(tmp_path, **{"load.endpoints.0.request.lies_when":
+                            {"state": ["rejected"], "accepted": [False]}})
+    [endpoint] = load_scenario_file(path).load.endpoints
+    contract = SuccessContract.from_json(json.loads(json.dumps(endpoint_json(endpoint)))
+                                         ["contract"])  # as the locustfile gets it
+    ctype = "application/json"
+
+    def outcome(doc: dict[str, object]) -> tuple[str, str, str | None]:
+        return answer_outcome(201, ctype, json.dumps(doc).encode(), contract)
+
+    real = {"order_id": 7, "status": "confirmed"}
+    assert outcome(real) == ("response", "ok", None)
+    assert outcome({**real, "state": "rejected"}) == ("response", "lying_200", None)
+    assert outcome({**real, "accepted": False}) == ("response", "lying_200", None)
+    assert outcome({**real, "accepted": 0}) == ("response", "ok", None)  # not false
+    assert outcome({"state": "rejected"})[1] == "lying_200"  # a lie, not a broken contract
