@@ -60,8 +60,10 @@ class SuccessContract:
         return f"Missing({','.join(missing)})" if missing else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"json": self.json, "requires": list(self.requires),
-                "lies_when": {k: list(v) for k, v in self.lies_when}}
+        doc: dict[str, Any] = {"json": self.json, "requires": list(self.requires)}
+        if self.lies_when:
+            doc["lies_when"] = {k: list(v) for k, v in self.lies_when}
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SuccessContract:
