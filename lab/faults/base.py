@@ -9,12 +9,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from lab.errors import FaultError
 from lab.stack.base import Stack, StackHandle
+
+if TYPE_CHECKING:  # imported where used: loading a scenario must not pull in asyncpg
+    import asyncpg
 
 
 class FaultParams(BaseModel):
@@ -64,6 +67,16 @@ class Fault:
         if self._handle is None:
             raise FaultError(f"{self.kind}: this fault needs the live stack (pass handle=)")
         return self._handle
+
+    async def connect_database(self) -> asyncpg.Connection:
+        """A connection of the fault's own to the stack's database (faults that act on it:
+        an index, a lock); one that cannot be made is a FaultError naming the fault."""
+        import asyncpg
+
+        try:
+            return await asyncpg.connect(self.stack.db_dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise FaultError(f"{self.kind}: cannot reach the database: {exc}") from exc
 
     async def check(self) -> None:
         """Before the load: raise FaultError if the fault cannot act on this stack (an

@@ -31,14 +31,6 @@ class DropIndex(Fault):
     params: DropIndexParams
     _definition: str = ""
 
-    async def _connect(self) -> asyncpg.Connection:
-        import asyncpg
-
-        try:
-            return await asyncpg.connect(self.stack.db_dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise FaultError(f"drop-index: cannot reach the database: {exc}") from exc
-
     async def _index(self, conn: asyncpg.Connection) -> asyncpg.Record | None:
         return await conn.fetchrow(
             "SELECT i.indexdef, c.oid::int AS oid FROM pg_indexes i "
@@ -47,7 +39,7 @@ class DropIndex(Fault):
         )
 
     async def check(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             if await self._index(conn) is None:
                 known = [r["indexname"] for r in await conn.fetch(
@@ -59,7 +51,7 @@ class DropIndex(Fault):
             await conn.close()
 
     async def inject(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             before = await self._index(conn)
             if before is None:
@@ -78,7 +70,7 @@ class DropIndex(Fault):
             await conn.close()
 
     async def observe(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             await self._record(conn, "during")
         finally:
@@ -87,7 +79,7 @@ class DropIndex(Fault):
     async def revert(self) -> None:
         if not self._definition:
             return  # inject never got as far as dropping anything
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             if await self._index(conn) is None:
                 await conn.execute(self._definition)

@@ -48,16 +48,8 @@ class LockTable(Fault):
     _transaction: Any = None
     _holder_pid: int | None = None
 
-    async def _connect(self) -> asyncpg.Connection:
-        import asyncpg
-
-        try:
-            return await asyncpg.connect(self.stack.db_dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise FaultError(f"lock-table: cannot reach the database: {exc}") from exc
-
     async def check(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             if await conn.fetchval("SELECT to_regclass($1)", quoted(self.params.table)) is None:
                 known = [r["name"] for r in await conn.fetch(
@@ -70,7 +62,7 @@ class LockTable(Fault):
             await conn.close()
 
     async def inject(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             transaction = conn.transaction()
             await transaction.start()
@@ -86,7 +78,7 @@ class LockTable(Fault):
         await self.observe()
 
     async def observe(self) -> None:
-        conn = await self._connect()
+        conn = await self.connect_database()
         try:
             await self._record(conn, "during" if self._holder is not None else "reverted")
         finally:
