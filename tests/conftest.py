@@ -50,6 +50,27 @@ def under_ci(value: str | None = None) -> bool:
     return text is not None and text.strip().lower() not in _NOT_CI
 
 
+def docker_client_or_skip(*, compose: bool = False) -> object:
+    """A Docker engine with the lab's current images (and Compose, with `compose`): skip
+    with the reason where there is none, fail under CI, which prepares them (.ci/run)."""
+    from lab.errors import BackendError
+    from lab.stack.docker import engine
+    from lab.stack.docker.user_compose import compose_command
+    from lab.stack.images import check_images
+
+    try:
+        client = engine()
+        check_images(client)
+        if compose:
+            compose_command()
+    except BackendError as exc:
+        needs = "the docker backend" + (" with Compose" if compose else "")
+        if under_ci():
+            pytest.fail(f"CI must run {needs}: {exc}")
+        pytest.skip(f"{needs} unavailable here: {exc}")
+    return client
+
+
 # Under CI a skip is a failure: CI installs what every test needs (.ci/run), so a test
 # that skips there has silently stopped running. The one exception is a check whose tool
 # cannot be installed on this kind of machine at all; it says so with this marker.

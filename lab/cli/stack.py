@@ -34,7 +34,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         size = pgdata.tree_bytes(path)
         pgdata.remove_entry(path)
         print(f"removed the cached data set {path} ({size / 2**20:.0f} MiB)")
-    containers = docker_cleanup(args.all)
+    containers = docker_cleanup(args.all, args.cache)
     # A `lab up`/`lab drill` killed with SIGKILL leaves its live-<pid>.json behind.
     from lab.live.files import live_stacks
 
@@ -43,16 +43,18 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         entry.remove()
         print(f"removed {entry.path} (its lab process {entry.pid} is gone)")
     if not leftovers and not containers and not partials and not entries and not stale:
-        cached = f", {pgdata.cache_root()}/pgdata-* (--cache)" if args.cache else ""
+        cached = (f", {pgdata.cache_root()}/pgdata-* and the docker data set volumes "
+                  "(--cache)") if args.cache else ""
         tmpfs = ", ".join(f"{r}/chaoslab-cl-*" for r in tmpfs_roots())
         print(f"nothing to clean up (looked for lab processes, {runs_root()}/cl-*, {tmpfs}, "
               f"unfinished data sets{cached} and Docker objects labelled with a run id)")
     return EXIT_OK
 
 
-def docker_cleanup(include_active: bool) -> int:
-    """Docker objects of dead runs; silent when there is no engine (nothing to clean)."""
-    from lab.stack.docker import engine, leftover_runs, remove_run_objects
+def docker_cleanup(include_active: bool, cached: bool = False) -> int:
+    """Docker objects of dead runs, and the data set volumes of their unfinished builds
+    (all of them with `cached`); silent when there is no engine (nothing to clean)."""
+    from lab.stack.docker import dataset, engine, leftover_runs, remove_run_objects
 
     try:
         client = engine()
@@ -62,7 +64,12 @@ def docker_cleanup(include_active: bool) -> int:
     for run_id, kinds in runs.items():
         removed = remove_run_objects(client, run_id)
         print(f"{run_id}: removed {removed} Docker object(s) ({', '.join(sorted(kinds))})")
-    return len(runs)
+    volumes = dataset.cache_volumes(client) if cached else dataset.unfinished_volumes(client)
+    for volume in volumes:
+        dataset.remove_volume(volume)
+        state = "cached" if cached else "unfinished"
+        print(f"removed the {state} data set volume {volume.name}")
+    return len(runs) + len(volumes)
 
 
 def cmd_images(_: argparse.Namespace) -> int:

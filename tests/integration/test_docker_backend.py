@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from lab.errors import BackendError
-from tests.conftest import under_ci
+from tests.conftest import docker_client_or_skip, under_ci
 from tests.integration.lab_cli import popen_lab, stop, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,17 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from lab.stack.docker import engine
-    from lab.stack.images import check_images
-
-    try:
-        client = engine()
-        check_images(client)
-    except BackendError as exc:
-        if under_ci():
-            pytest.fail(f"CI must run the docker backend: {exc}")
-        pytest.skip(f"docker backend unavailable here: {exc}")
-    return client
+    return docker_client_or_skip()
 
 
 def lab(args: list[str], runs_root: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -414,3 +403,89 @@ def test_lab_up_on_docker_inject_watch_revert(docker_client: Any, runs_root: Pat
         assert reverted.returncode == 0 and "took effect: yes" in reverted.stdout
     assert live.proc.returncode == 130, live.output()
     assert run_objects(docker_client) == []
+
+
+# ---------------------------------------------------------------- the data set cache
+
+
+def test_a_data_set_volume_is_built_once_copied_per_run_and_rebuilt_when_unfinished(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """The docker data set cache for real: the fill runs once, each server starts on its
+    own copy (one run's DROP TABLE is not the next run's), a volume whose marker is gone
+    is rebuilt, a failed build leaves no volume, and `unfinished_volumes` finds a killed
+    build's volume."""
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    from lab.stack.docker import dataset
+    from lab.stack.docker.containers import exited, published_port, run_container
+    from lab.stack.docker.specs import RUN_LABEL, postgres_spec
+    from lab.stack.postgres import create_lab_database
+
+    tag = f"cltest-{secrets.token_hex(3)}"
+    key = f"test-{tag}"
+    labels = {RUN_LABEL: tag}
+    network = docker_client.networks.create(tag, labels=labels)
+    fills: list[str] = []
+
+    async def fill(dsn: str) -> None:
+        fills.append(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 3)")
+        finally:
+            await conn.close()
+
+    async def cached() -> str:
+        return await dataset.cached_volume(docker_client, key, fill, run_id=tag, network=tag,
+                                           facts={}, progress=lambda _m: None, root=tmp_path)
+
+    async def run_on_copy(volume: str, name: str, sql: str) -> Any:
+        server = run_container(docker_client, postgres_spec(), f"{tag}-{name}", labels, tag,
+                               volumes=dataset.cache_mount(volume))
+        port = published_port(server, 5432)
+        await create_lab_database(port, 60, lambda: exited(server))
+        conn = await asyncpg.connect(f"postgresql://lab@127.0.0.1:{port}/shop")
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+            server.remove(force=True)
+
+    async def scenario() -> None:
+        volume = await cached()
+        assert volume == dataset.volume_name(key) and len(fills) == 1
+        assert await cached() == volume and len(fills) == 1  # built once
+        assert await run_on_copy(volume, "a", "SELECT count(*) FROM t") == 3
+        await run_on_copy(volume, "b", "DROP TABLE t")
+        assert await run_on_copy(volume, "c", "SELECT count(*) FROM t") == 3  # its own copy
+        created = docker_client.volumes.get(volume).attrs["CreatedAt"]
+        dataset.marker_path(key, tmp_path).unlink()  # as after a kill mid-build
+        assert [v.name for v in dataset.unfinished_volumes(docker_client, tmp_path)
+                if v.name == volume] == [volume]  # its builder's run is not active
+        assert await cached() == volume and len(fills) == 2  # rebuilt, not trusted
+        assert docker_client.volumes.get(volume).attrs["CreatedAt"] >= created
+        assert volume not in {v.name for v in dataset.unfinished_volumes(docker_client, tmp_path)}
+
+        async def broken(dsn: str) -> None:
+            raise RuntimeError("the seed failed")
+
+        other = f"{key}-broken"
+        with pytest.raises(RuntimeError, match="the seed failed"):
+            await dataset.cached_volume(docker_client, other, broken, run_id=tag, network=tag,
+                                        facts={}, progress=lambda _m: None, root=tmp_path)
+        assert dataset.volume_name(other) not in {v.name for v in docker_client.volumes.list()}
+
+    try:
+        asyncio.run(scenario())
+        assert not docker_client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={tag}"})
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={tag}"}):
+            c.remove(force=True)
+        for v in dataset.cache_volumes(docker_client):
+            if v.name.startswith(dataset.volume_name(key)):
+                dataset.remove_volume(v, tmp_path)
+        network.remove()

@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from lab.errors import BackendError
-from tests.conftest import under_ci
+from tests.conftest import docker_client_or_skip
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "orders"
@@ -37,19 +36,7 @@ OFFLINE = {"ORDERS_BASE_IMAGE": "debian:bookworm-slim", "ORDERS_PIP_OFFLINE": "1
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from lab.stack.docker import engine
-    from lab.stack.docker.user_compose import compose_command
-    from lab.stack.images import check_images
-
-    try:
-        client = engine()
-        check_images(client)
-        compose_command()
-    except BackendError as exc:
-        if under_ci():
-            pytest.fail(f"CI must run the docker backend with Compose: {exc}")
-        pytest.skip(f"docker backend or Compose unavailable here: {exc}")
-    return client
+    return docker_client_or_skip(compose=True)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

@@ -179,7 +179,7 @@ def test_lab_cleanup_removes_the_cache_only_with_the_flag(
 
     # Only the cache here: no looking for (other people's) processes or containers.
     monkeypatch.setattr(cli_stack, "find_leftovers", lambda include_active: [])
-    monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active: 0)
+    monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active, cached=False: 0)
     monkeypatch.setenv(pgdata.CACHE_ENV, str(tmp_path))
     k = key()
     entry = make_entry(pgdata.entry_path(tmp_path, k), k)

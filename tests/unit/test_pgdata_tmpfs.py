@@ -229,7 +229,7 @@ def test_lab_cleanup_reports_the_tmpfs_directory_it_removes(
     monkeypatch.setattr(run_dirs, "DEFAULT_TMPFS", shm)
     monkeypatch.setattr(run_dirs, "pids_with_run_id", lambda: iter(()))
     monkeypatch.setenv(pgdata.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active: 0)
+    monkeypatch.setattr(cli_stack, "docker_cleanup", lambda include_active, cached=False: 0)
     killed = "cl-20260101-000000-dead03"
     killed_run(killed, runs_root, shm)
     live = TmpfsDir.create("cl-20260101-000000-live02", shm)

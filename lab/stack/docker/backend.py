@@ -10,7 +10,6 @@ run's objects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import secrets
 import time
@@ -18,9 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from lab.errors import BackendError
+from lab.services.checkout import schema
 from lab.stack import haproxy
 from lab.stack.base import ServiceInstance, Stack, StackRequest, wait_http_ok
+from lab.stack.docker import dataset
 from lab.stack.docker import own as own_docker
 from lab.stack.docker.cleanup import remove_run_objects
 from lab.stack.docker.containers import exited, published_port, run_container
@@ -31,7 +31,6 @@ from lab.stack.docker.specs import (
     PAYMENTS_PORT,
     PROXY_ADMIN_PORT,
     RUN_LABEL,
-    migrate_spec,
     payment_wiring,
     payments_spec,
     postgres_spec,
@@ -40,6 +39,7 @@ from lab.stack.docker.specs import (
     router_spec,
 )
 from lab.stack.images import check_images
+from lab.stack.pgdata import dataset_key
 from lab.stack.postgres import DATABASE, SUPERUSER, create_lab_database
 from lab.system.run_dirs import RunDir
 from lab.system.threads import off_loop
@@ -101,8 +101,19 @@ class DockerBackend:
                       work_dir: str) -> tuple[DockerStackHandle, list[own_docker.Wait]]:
         """The sample shop's parts: Postgres with its seeded data, the payment gateway
         behind the fault proxy, the checkout instances; what to wait for."""
+        carts, items = request.seed_carts, request.seed_items_per_cart
+        key = dataset_key(await off_loop(dataset.server_identity, client),
+                          dataset.IMAGE_SERVER_USER, carts, items)
+
+        async def seed(dsn: str) -> None:
+            await schema.migrate(dsn, carts, items)
+
+        data = await dataset.cached_volume(
+            client, key, seed, run_id=request.run_id, network=network,
+            facts={"carts": carts, "items_per_cart": items}, progress=lambda _m: None)
         postgres = await off_loop(run_container, client, postgres_spec(),
-                                  f"{prefix}postgres", labels, network)
+                                  f"{prefix}postgres", labels, network,
+                                  volumes=dataset.cache_mount(data))
         pg_port = await off_loop(published_port, postgres, 5432)
         api_key = f"sk_lab_{secrets.token_hex(12)}"
         payments = await off_loop(run_container, client, payments_spec(api_key),
@@ -112,7 +123,6 @@ class DockerBackend:
                                f"{prefix}proxy", labels, network)
         await create_lab_database(pg_port, 60, lambda: exited(postgres))
         internal_dsn = f"postgresql://{SUPERUSER}@{prefix}postgres:5432/{DATABASE}"
-        await self._migrate(client, request, network, internal_dsn)
         proxy_port = await off_loop(published_port, proxy, PROXY_ADMIN_PORT)
         proxy_admin = f"http://127.0.0.1:{proxy_port}"
         pay_url = f"http://127.0.0.1:{await off_loop(published_port, payments, PAYMENTS_PORT)}"
@@ -137,19 +147,3 @@ class DockerBackend:
         waits += [(f"{c.instance.base_url}/livez", c.container, c.name, 30.0)
                   for c in handle.checkouts.values()]
         return handle, waits
-
-    @staticmethod
-    async def _migrate(client: Any, request: StackRequest, network: str, dsn: str) -> None:
-        """Schema and seed as a one-off job container, like a migration job in a cluster.
-        Created apart from the waiting (see off_loop)."""
-        spec = migrate_spec(dsn, request.seed_carts, request.seed_items_per_cart)
-        job = await off_loop(run_container, client, spec, f"{request.run_id}-migrate",
-                             {RUN_LABEL: request.run_id}, network)
-        try:
-            code = (await asyncio.to_thread(job.wait, timeout=120))["StatusCode"]
-            if code != 0:
-                tail = (await off_loop(job.logs, tail=20)).decode(errors="replace")
-                raise BackendError(f"schema migration and seed failed ({code}):\n{tail}")
-        finally:
-            with contextlib.suppress(Exception):
-                await off_loop(job.remove, force=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.errors import BackendError
 from lab.stack.base import OwnProcess, OwnStack, ServiceInstance, Stack, StackRequest
+from lab.stack.docker import dataset
 from lab.stack.docker.containers import exited, published_port, run_container
 from lab.stack.docker.handle import DockerStackHandle
 from lab.stack.docker.specs import (
@@ -28,7 +29,7 @@ from lab.stack.docker.specs import (
 )
 from lab.stack.docker.user_compose import ComposeService, UserCompose
 from lab.stack.own_local import INSTANCE_PREFIX
-from lab.stack.pgdata import apply_sql, read_sql_files
+from lab.stack.pgdata import apply_sql, own_dataset_key, read_sql_files
 from lab.stack.postgres import DATABASE, SUPERUSER, create_lab_database
 from lab.system.threads import off_loop
 
@@ -111,13 +112,21 @@ async def bring_up(client: Any, request: StackRequest, *, network: str,
     waits: list[Wait] = []
     if own.db_url_env is not None:
         texts = read_sql_files(own.sql_files)
+        key = own_dataset_key(await off_loop(dataset.server_identity, client),
+                              dataset.IMAGE_SERVER_USER, texts)
+
+        async def load_sql(dsn: str) -> None:
+            progress(f"setting up your database from {len(texts)} SQL file(s)")
+            await apply_sql(dsn, own.sql_files, texts)
+
+        data = await dataset.cached_volume(
+            client, key, load_sql, run_id=request.run_id, network=network,
+            facts={"sql": list(own.sql_files)}, progress=progress)
         postgres = await off_loop(run_container, client, postgres_spec(), f"{prefix}postgres",
-                                  labels, network)
+                                  labels, network, volumes=dataset.cache_mount(data))
         pg_port = await off_loop(published_port, postgres, 5432)
         await create_lab_database(pg_port, 60, lambda: exited(postgres))
         stack.db_dsn = f"postgresql://{SUPERUSER}@127.0.0.1:{pg_port}/{DATABASE}"
-        progress(f"setting up your database from {len(texts)} SQL file(s)")
-        await apply_sql(stack.db_dsn, own.sql_files, texts)
         wiring[own.db_url_env] = f"postgresql://{SUPERUSER}@{prefix}postgres:5432/{DATABASE}"
     proxy_admin = ""
     for dep in deps:

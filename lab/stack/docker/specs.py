@@ -44,8 +44,8 @@ class ContainerSpec:
     user: str | None = None
 
 
-def postgres_spec() -> ContainerSpec:
-    command = [a for k, v in SERVER_SETTINGS.items() for a in ("-c", f"{k}={v}")]
+def postgres_spec(settings: Mapping[str, str] = SERVER_SETTINGS) -> ContainerSpec:
+    command = [a for k, v in settings.items() for a in ("-c", f"{k}={v}")]
     return ContainerSpec("postgres", IMAGES["postgres"], command, {}, (5432,))
 
 
