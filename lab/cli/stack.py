@@ -65,11 +65,17 @@ def docker_cleanup(include_active: bool, cached: bool = False) -> int:
         removed = remove_run_objects(client, run_id)
         print(f"{run_id}: removed {removed} Docker object(s) ({', '.join(sorted(kinds))})")
     volumes = dataset.cache_volumes(client) if cached else dataset.unfinished_volumes(client)
+    removed_volumes = 0
     for volume in volumes:
-        dataset.remove_volume(volume)
         state = "cached" if cached else "unfinished"
+        try:
+            dataset.remove_volume(volume)
+        except BackendError as exc:  # the engine keeps a volume a container still uses
+            print(f"kept the {state} data set volume {volume.name}: {exc}")
+            continue
+        removed_volumes += 1
         print(f"removed the {state} data set volume {volume.name}")
-    return len(runs) + len(volumes)
+    return len(runs) + removed_volumes
 
 
 def cmd_images(_: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lab.errors import BackendError
 from tests.conftest import docker_client_or_skip, under_ci
 from tests.integration.lab_cli import popen_lab, stop, wait_for_line
 
@@ -413,8 +414,8 @@ def test_a_data_set_volume_is_built_once_copied_per_run_and_rebuilt_when_unfinis
 ) -> None:
     """The docker data set cache for real: the fill runs once, each server starts on its
     own copy (one run's DROP TABLE is not the next run's), a volume whose marker is gone
-    is rebuilt, a failed build leaves no volume, and `unfinished_volumes` finds a killed
-    build's volume."""
+    is rebuilt, a failed build leaves no volume, `unfinished_volumes` finds a killed
+    build's volume, and one a running server has mounted is kept with BackendError."""
     import asyncio
     import secrets
 
@@ -469,6 +470,13 @@ def test_a_data_set_volume_is_built_once_copied_per_run_and_rebuilt_when_unfinis
         assert await cached() == volume and len(fills) == 2  # rebuilt, not trusted
         assert docker_client.volumes.get(volume).attrs["CreatedAt"] >= created
         assert volume not in {v.name for v in dataset.unfinished_volumes(docker_client, tmp_path)}
+        # A volume a run's server still has mounted is kept, said, not a traceback.
+        busy = run_container(docker_client, postgres_spec(), f"{tag}-busy", labels, tag,
+                             volumes=dataset.cache_mount(volume))
+        with pytest.raises(BackendError, match="in use"):
+            dataset.remove_volume(docker_client.volumes.get(volume), tmp_path)
+        assert dataset.marker_path(key, tmp_path).exists()
+        busy.remove(force=True)
 
         async def broken(dsn: str) -> None:
             raise RuntimeError("the seed failed")

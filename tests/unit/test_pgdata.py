@@ -209,3 +209,45 @@ def test_the_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_CACHE_HOME", "/home/u/.cache")
     assert pgdata.cache_root() == Path("/home/u/.cache/chaoslab")
+
+
+def test_docker_cleanup_removes_unfinished_volumes_and_keeps_one_in_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lab cleanup` on docker: without --cache only the unfinished data set volumes go,
+    with it every one; a volume the engine keeps (mounted by a running Postgres) is said
+    to be kept, and not counted as removed."""
+    from types import SimpleNamespace
+
+    import lab.stack.docker as docker_pkg
+    from lab.cli import stack as cli_stack
+    from lab.errors import BackendError
+    from lab.stack.docker import dataset
+
+    done = SimpleNamespace(name="chaoslab-pgdata-a")
+    busy = SimpleNamespace(name="chaoslab-pgdata-b")
+    killed = SimpleNamespace(name="chaoslab-pgdata-c")
+    removed: list[str] = []
+
+    def remove(volume: SimpleNamespace) -> None:
+        if volume is busy:
+            raise BackendError("remove chaoslab-pgdata-b: volume is in use")
+        removed.append(volume.name)
+
+    monkeypatch.setattr(docker_pkg, "engine", lambda: object())
+    monkeypatch.setattr(docker_pkg, "leftover_runs", lambda client, include_active: {})
+    monkeypatch.setattr(dataset, "cache_volumes", lambda client: [done, busy, killed])
+    monkeypatch.setattr(dataset, "unfinished_volumes", lambda client: [killed])
+    monkeypatch.setattr(dataset, "remove_volume", remove)
+
+    assert cli_stack.docker_cleanup(False) == 1
+    assert removed == ["chaoslab-pgdata-c"]
+    assert "removed the unfinished data set volume chaoslab-pgdata-c" in capsys.readouterr().out
+
+    removed.clear()
+    assert cli_stack.docker_cleanup(False, cached=True) == 2
+    assert removed == ["chaoslab-pgdata-a", "chaoslab-pgdata-c"]
+    out = capsys.readouterr().out
+    assert "kept the cached data set volume chaoslab-pgdata-b: remove chaoslab-pgdata-b: " \
+        "volume is in use" in out
+    assert "removed the cached data set volume chaoslab-pgdata-a" in out

@@ -205,6 +205,12 @@ def unfinished_volumes(client: Any, root: Path | None = None) -> list[Any]:
 
 
 def remove_volume(volume: Any, root: Path | None = None) -> None:
-    """A cache volume and its marker."""
-    volume.remove(force=True)
+    """A cache volume and its marker; BackendError if the engine keeps it (a running
+    container, a run's Postgres, still has it mounted)."""
+    import docker
+
+    try:
+        volume.remove(force=True)
+    except docker.errors.APIError as exc:
+        raise BackendError(str(exc.explanation or exc)) from exc
     marker_path(volume.name.removeprefix(VOLUME_PREFIX), root).unlink(missing_ok=True)
