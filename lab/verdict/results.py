@@ -238,13 +238,15 @@ def load_summary(spec: LoadSpec, account: ArrivalAccount | None,
     """The variant's `load` in the results: how the load was generated and, for the open
     model, what it achieved and what the healthy stack served before it
     (lab.load.capacity.Capacity)."""
+    # How many Locust workers sent it (`load.workers: auto` decides before the load).
+    workers = {"workers": spec.worker_count, "remote_workers": spec.remote_workers}
     if account is not None:
-        doc = account.to_json()
+        doc = {**account.to_json(), **workers}
         if capacity is not None:
             doc["healthy_capacity"] = capacity.to_json()
         return doc
     return {"model": "closed", "users": spec.users, "spawn_rate": spec.spawn_rate,
-            "wait_s": spec.wait}
+            "wait_s": spec.wait, **workers}
 
 
 def timeline(

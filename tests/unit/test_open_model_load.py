@@ -386,6 +386,8 @@ def test_an_on_time_generator_is_not_behind_and_its_achieved_rate_is_the_target(
     assert doc["model"] == "open" and doc["behind_target"] is False
     assert (doc["rate_per_s"], doc["arrivals"], doc["max_in_flight"]) == (20.0, "even", 1000)
     assert doc["sent"] == len(records) and doc["dropped"] == 0
+    assert (doc["workers"], doc["remote_workers"]) == (1, 0)
+    assert load_summary(s.with_workers(2), acc)["workers"] == 2
 
 
 def test_seconds_the_generator_fell_behind_are_named() -> None:
@@ -451,7 +453,7 @@ def test_behind_needs_a_real_shortfall() -> None:
 def test_closed_loop_results_keep_their_shape() -> None:
     s = spec(users=10, spawn_rate=10, wait="1s")
     assert load_summary(s, None) == {"model": "closed", "users": 10, "spawn_rate": 10.0,
-                                     "wait_s": 1.0}
+                                     "wait_s": 1.0, "workers": 1, "remote_workers": 0}
     assert load_lines(load_summary(s, None)) == []
     line = timeline([rec(1000.5), rec(1001.5)], [], W)
     assert line[0]["dropped"] == 0 and "arrivals" not in line[0] and "behind" not in line[0]
