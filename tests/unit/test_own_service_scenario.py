@@ -135,7 +135,7 @@ def test_your_own_slow_path_sizes_the_load_from_your_query() -> None:
     # min(pool 5, 2 cores) at once, each for the least cost: 2 / 0.047 s = 42.6/s.
     assert c.capacity_per_s == pytest.approx(42.55, abs=0.01)
     assert c.rate_per_s == pytest.approx(2.5 * 42.55, abs=0.1)
-    assert c.max_in_flight == 107  # capacity × longest_wait 2.5 s
+    assert c.max_in_flight == 171  # capacity × longest_wait 4 s
     text = calibration_text(c.to_json())
     assert text.startswith("loyalty count without its index 47.0 ms")
     assert "0.04 ms with its index" in text
