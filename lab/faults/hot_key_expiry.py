@@ -72,6 +72,7 @@ class HotKeyExpiry(Fault):
         return states
 
     async def inject(self) -> None:
+        began = time.time()
         before = await self._state("before")
         self._recomputes_before = sum(s["recomputes"] for s in before)
         self._served_before = _served(before)
@@ -89,6 +90,9 @@ class HotKeyExpiry(Fault):
         self._expired_at = time.time() + self.params.expires_in
         self.evidence.facts.update(
             key=self.params.key, expires_in_s=self.params.expires_in,
+            # How long the before-state read and the expiry calls took: a slow answer
+            # moves the deadline later, towards (or past) the revert.
+            inject_took_s=round(time.time() - began, 3),
             strategy=doc["strategy"], recomputes_before=self._recomputes_before,
         )
 
@@ -119,6 +123,9 @@ class HotKeyExpiry(Fault):
             served_during={r: n - self._served_before.get(r, 0) for r, n in served.items()},
             peak_raised_by_fault=peak > self._peak_before,
             deadline_passed=time.time() >= self._expired_at,
+            # Seconds from the deadline to the revert: negative means the window closed
+            # before the key expired, so the run did not test the expiry at all.
+            deadline_before_revert_s=round(now - self._expired_at, 3),
         )
         # The expiry happened (its deadline passed under load) and the cache answered it
         # with at least one recompute — early (XFetch), once (single-flight) or a stampede.
